@@ -1,0 +1,453 @@
+//! Typed settings read from the environment once at start-up.
+//!
+//! A missing or malformed variable is reported as one line naming it. Secrets are held in
+//! `SecretString` so they never reach `Debug` output or logs.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use crate::crypto::Keyring;
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {name}: {reason}")]
+pub struct ConfigError {
+    pub name: &'static str,
+    pub reason: String,
+}
+
+fn err(name: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        name,
+        reason: reason.into(),
+    }
+}
+
+/// Operator-set API bases of the HTTP providers (tests point them at mocks).
+#[derive(Debug, Clone)]
+pub struct ProviderBases {
+    pub twilio: String,
+    pub resend: String,
+    pub sendgrid: String,
+    pub postmark: String,
+    pub mailgun: String,
+    pub mailgun_eu: String,
+    pub vonage: String,
+}
+
+impl Default for ProviderBases {
+    fn default() -> Self {
+        ProviderBases {
+            twilio: "https://api.twilio.com".into(),
+            resend: "https://api.resend.com".into(),
+            sendgrid: "https://api.sendgrid.com".into(),
+            postmark: "https://api.postmarkapp.com".into(),
+            mailgun: "https://api.mailgun.net".into(),
+            mailgun_eu: "https://api.eu.mailgun.net".into(),
+            vonage: "https://rest.nexmo.com".into(),
+        }
+    }
+}
+
+/// The retry schedule (see docs/delivery.md).
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub base: Duration,
+    pub max: Duration,
+    /// Attempts per provider before failing over to the next one.
+    pub attempts_per_provider: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            base: Duration::from_millis(2000),
+            max: Duration::from_millis(300_000),
+            attempts_per_provider: 4,
+        }
+    }
+}
+
+/// Worker tuning.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerTuning {
+    /// Unacked deliveries the broker may push to one consumer (per queue).
+    pub prefetch: u16,
+    /// Deliveries processed at once per worker process.
+    pub concurrency: usize,
+    /// Most rows of one kind in one batched statement.
+    pub batch_size: usize,
+    /// How long the writer waits to fill a batch.
+    pub batch_linger: Duration,
+}
+
+impl Default for WorkerTuning {
+    fn default() -> Self {
+        WorkerTuning {
+            prefetch: 200,
+            concurrency: 256,
+            batch_size: 500,
+            batch_linger: Duration::from_millis(3),
+        }
+    }
+}
+
+pub struct Config {
+    pub database_url: SecretString,
+    pub redis_url: SecretString,
+    pub amqp_url: SecretString,
+    pub keyring: std::sync::Arc<Keyring>,
+    pub service_token: Option<SecretString>,
+    pub listen_addr: SocketAddr,
+    pub namespace: String,
+    pub public_url: Option<String>,
+    pub allow_private_hosts: bool,
+    pub retry: RetryPolicy,
+    pub worker: WorkerTuning,
+    pub provider_bases: ProviderBases,
+    /// Postgres pool size of this process.
+    pub db_pool_size: u32,
+    /// Confirm-mode channels shared by all intake requests.
+    pub publish_channels: usize,
+    /// How long an outbound provider call may take.
+    pub provider_timeout: Duration,
+    /// How long resolved provider lists stay cached in a worker.
+    pub provider_cache_ttl: Duration,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen_addr", &self.listen_addr)
+            .field("namespace", &self.namespace)
+            .field("public_url", &self.public_url)
+            .field("allow_private_hosts", &self.allow_private_hosts)
+            .field("retry", &self.retry)
+            .field("worker", &self.worker)
+            .field("keyring", &self.keyring)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads one variable; `None` when unset or empty.
+type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+fn parse_num<T: std::str::FromStr>(
+    get: Lookup,
+    name: &'static str,
+    default: T,
+) -> Result<T, ConfigError> {
+    match get(name) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| err(name, format!("must be a number, got {v:?}"))),
+    }
+}
+
+pub fn valid_namespace(ns: &str) -> bool {
+    !ns.is_empty()
+        && ns.len() <= 100
+        && ns
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env(needs_service_token: bool) -> Result<Config, ConfigError> {
+        Config::from_lookup(
+            &|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()),
+            needs_service_token,
+        )
+    }
+
+    /// Reads settings through `get`, so tests can configure without touching the environment.
+    pub fn from_lookup(get: Lookup, needs_service_token: bool) -> Result<Config, ConfigError> {
+        let database_url = get("DATABASE_URL").ok_or_else(|| err("DATABASE_URL", "is required"))?;
+        if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
+            return Err(err("DATABASE_URL", "must be a postgres:// URL"));
+        }
+        let redis_url = get("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".into());
+        if !(redis_url.starts_with("redis://") || redis_url.starts_with("rediss://")) {
+            return Err(err("REDIS_URL", "must be a redis:// URL"));
+        }
+        let amqp_url =
+            get("AMQP_URL").unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+        if !(amqp_url.starts_with("amqp://") || amqp_url.starts_with("amqps://")) {
+            return Err(err("AMQP_URL", "must be an amqp:// URL"));
+        }
+        let secret =
+            get("ENCRYPTION_SECRET").ok_or_else(|| err("ENCRYPTION_SECRET", "is required"))?;
+        let previous: Vec<String> = get("ENCRYPTION_SECRET_PREVIOUS")
+            .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect())
+            .unwrap_or_default();
+        let keyring = Keyring::from_base64(&secret, &previous).map_err(|e| match e {
+            crate::crypto::CryptoError::BadKey(name) => {
+                err(name, "must be base64 of exactly 32 bytes")
+            }
+            other => err("ENCRYPTION_SECRET", other.to_string()),
+        })?;
+        let service_token = get("COMMUNICATION_SERVICE_TOKEN");
+        if needs_service_token && service_token.is_none() {
+            return Err(err(
+                "COMMUNICATION_SERVICE_TOKEN",
+                "is required to serve the HTTP API",
+            ));
+        }
+        if let Some(t) = &service_token
+            && t.len() < 16
+        {
+            return Err(err(
+                "COMMUNICATION_SERVICE_TOKEN",
+                "must be at least 16 characters",
+            ));
+        }
+        let listen_addr = match get("COMMUNICATION_LISTEN_ADDR") {
+            None => SocketAddr::from(([127, 0, 0, 1], 8080)),
+            Some(v) => v.trim().parse().map_err(|_| {
+                err(
+                    "COMMUNICATION_LISTEN_ADDR",
+                    format!("must be host:port, got {v:?}"),
+                )
+            })?,
+        };
+        let namespace = get("COMMUNICATION_NAMESPACE").unwrap_or_else(|| "communication".into());
+        if !valid_namespace(&namespace) {
+            return Err(err(
+                "COMMUNICATION_NAMESPACE",
+                "must be 1-100 characters of letters, digits, '_', '-', '.'",
+            ));
+        }
+        let public_url = match get("COMMUNICATION_PUBLIC_URL") {
+            None => None,
+            Some(v) => {
+                let u = url::Url::parse(v.trim()).map_err(|_| {
+                    err(
+                        "COMMUNICATION_PUBLIC_URL",
+                        "must be an absolute http(s) URL",
+                    )
+                })?;
+                if !matches!(u.scheme(), "http" | "https") {
+                    return Err(err("COMMUNICATION_PUBLIC_URL", "must be http or https"));
+                }
+                Some(v.trim().trim_end_matches('/').to_owned())
+            }
+        };
+        let allow_private_hosts = match get("COMMUNICATION_ALLOW_PRIVATE_HOSTS").as_deref() {
+            None | Some("false") | Some("0") => false,
+            Some("true") | Some("1") => true,
+            Some(_) => {
+                return Err(err(
+                    "COMMUNICATION_ALLOW_PRIVATE_HOSTS",
+                    "must be true or false",
+                ));
+            }
+        };
+        let base_ms: u64 = parse_num(get, "COMMUNICATION_RETRY_BASE_MS", 2000)?;
+        let max_ms: u64 = parse_num(get, "COMMUNICATION_RETRY_MAX_MS", 300_000)?;
+        let attempts: u32 = parse_num(get, "COMMUNICATION_RETRY_ATTEMPTS", 4)?;
+        if base_ms == 0 {
+            return Err(err("COMMUNICATION_RETRY_BASE_MS", "must be at least 1"));
+        }
+        if max_ms < base_ms {
+            return Err(err(
+                "COMMUNICATION_RETRY_MAX_MS",
+                "must be at least COMMUNICATION_RETRY_BASE_MS",
+            ));
+        }
+        if attempts == 0 || attempts > 50 {
+            return Err(err("COMMUNICATION_RETRY_ATTEMPTS", "must be 1 to 50"));
+        }
+        let defaults = WorkerTuning::default();
+        let worker = WorkerTuning {
+            prefetch: parse_num(get, "COMMUNICATION_PREFETCH", defaults.prefetch)?,
+            concurrency: parse_num(
+                get,
+                "COMMUNICATION_WORKER_CONCURRENCY",
+                defaults.concurrency,
+            )?,
+            batch_size: parse_num(get, "COMMUNICATION_BATCH_SIZE", defaults.batch_size)?,
+            batch_linger: Duration::from_millis(parse_num(
+                get,
+                "COMMUNICATION_BATCH_LINGER_MS",
+                defaults.batch_linger.as_millis() as u64,
+            )?),
+        };
+        if worker.prefetch == 0 {
+            return Err(err("COMMUNICATION_PREFETCH", "must be at least 1"));
+        }
+        if worker.concurrency == 0 {
+            return Err(err(
+                "COMMUNICATION_WORKER_CONCURRENCY",
+                "must be at least 1",
+            ));
+        }
+        if worker.batch_size == 0 {
+            return Err(err("COMMUNICATION_BATCH_SIZE", "must be at least 1"));
+        }
+        let mut bases = ProviderBases::default();
+        for (name, slot) in [
+            ("TWILIO_BASE_URL", &mut bases.twilio),
+            ("RESEND_BASE_URL", &mut bases.resend),
+            ("SENDGRID_BASE_URL", &mut bases.sendgrid),
+            ("POSTMARK_BASE_URL", &mut bases.postmark),
+            ("VONAGE_BASE_URL", &mut bases.vonage),
+        ] {
+            if let Some(v) = get(name) {
+                *slot = check_base(name, &v)?;
+            }
+        }
+        if let Some(v) = get("MAILGUN_BASE_URL") {
+            // One override serves both regions: it is a test or proxy endpoint.
+            bases.mailgun = check_base("MAILGUN_BASE_URL", &v)?;
+            bases.mailgun_eu = bases.mailgun.clone();
+        }
+        let db_pool_size: u32 = parse_num(get, "COMMUNICATION_DB_POOL_SIZE", 10)?;
+        if db_pool_size == 0 {
+            return Err(err("COMMUNICATION_DB_POOL_SIZE", "must be at least 1"));
+        }
+        let publish_channels: usize = parse_num(get, "COMMUNICATION_PUBLISH_CHANNELS", 4)?;
+        if publish_channels == 0 {
+            return Err(err("COMMUNICATION_PUBLISH_CHANNELS", "must be at least 1"));
+        }
+        let provider_timeout_ms: u64 = parse_num(get, "COMMUNICATION_PROVIDER_TIMEOUT_MS", 15_000)?;
+        let provider_cache_ms: u64 = parse_num(get, "COMMUNICATION_PROVIDER_CACHE_MS", 5_000)?;
+        Ok(Config {
+            database_url: database_url.into(),
+            redis_url: redis_url.into(),
+            amqp_url: amqp_url.into(),
+            keyring: std::sync::Arc::new(keyring),
+            service_token: service_token.map(Into::into),
+            listen_addr,
+            namespace,
+            public_url,
+            allow_private_hosts,
+            retry: RetryPolicy {
+                base: Duration::from_millis(base_ms),
+                max: Duration::from_millis(max_ms),
+                attempts_per_provider: attempts,
+            },
+            worker,
+            provider_bases: bases,
+            db_pool_size,
+            publish_channels,
+            provider_timeout: Duration::from_millis(provider_timeout_ms.max(1)),
+            provider_cache_ttl: Duration::from_millis(provider_cache_ms),
+        })
+    }
+}
+
+fn check_base(name: &'static str, v: &str) -> Result<String, ConfigError> {
+    let u = url::Url::parse(v.trim()).map_err(|_| err(name, "must be an absolute URL"))?;
+    if !matches!(u.scheme(), "http" | "https") {
+        return Err(err(name, "must be http or https"));
+    }
+    Ok(v.trim().trim_end_matches('/').to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    const KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+
+    #[test]
+    fn defaults_apply_when_only_required_variables_are_set() {
+        let get = lookup(&[
+            ("DATABASE_URL", "postgres://x/y"),
+            ("ENCRYPTION_SECRET", KEY),
+        ]);
+        let c = Config::from_lookup(&get, false).expect("valid");
+        assert_eq!(c.namespace, "communication");
+        assert_eq!(c.listen_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.retry.attempts_per_provider, 4);
+        assert!(!c.allow_private_hosts);
+    }
+
+    #[test]
+    fn each_problem_names_its_variable() {
+        let cases: Vec<(Vec<(&str, &str)>, bool, &str)> = vec![
+            (vec![("ENCRYPTION_SECRET", KEY)], false, "DATABASE_URL"),
+            (
+                vec![("DATABASE_URL", "postgres://x/y")],
+                false,
+                "ENCRYPTION_SECRET",
+            ),
+            (
+                vec![
+                    ("DATABASE_URL", "postgres://x/y"),
+                    ("ENCRYPTION_SECRET", "short"),
+                ],
+                false,
+                "ENCRYPTION_SECRET",
+            ),
+            (
+                vec![
+                    ("DATABASE_URL", "postgres://x/y"),
+                    ("ENCRYPTION_SECRET", KEY),
+                ],
+                true,
+                "COMMUNICATION_SERVICE_TOKEN",
+            ),
+            (
+                vec![
+                    ("DATABASE_URL", "postgres://x/y"),
+                    ("ENCRYPTION_SECRET", KEY),
+                    ("COMMUNICATION_RETRY_BASE_MS", "soon"),
+                ],
+                false,
+                "COMMUNICATION_RETRY_BASE_MS",
+            ),
+            (
+                vec![
+                    ("DATABASE_URL", "postgres://x/y"),
+                    ("ENCRYPTION_SECRET", KEY),
+                    ("COMMUNICATION_LISTEN_ADDR", "everywhere"),
+                ],
+                false,
+                "COMMUNICATION_LISTEN_ADDR",
+            ),
+            (
+                vec![
+                    ("DATABASE_URL", "postgres://x/y"),
+                    ("ENCRYPTION_SECRET", KEY),
+                    ("ENCRYPTION_SECRET_PREVIOUS", "nope"),
+                ],
+                false,
+                "ENCRYPTION_SECRET_PREVIOUS",
+            ),
+        ];
+        for (vars, needs_token, name) in cases {
+            let get = lookup(&vars);
+            let e = Config::from_lookup(&get, needs_token).expect_err("must fail");
+            assert_eq!(e.name, name);
+            assert!(!e.to_string().contains('\n'));
+        }
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let get = lookup(&[
+            ("DATABASE_URL", "postgres://user:hunter2@x/y"),
+            ("ENCRYPTION_SECRET", KEY),
+            ("COMMUNICATION_SERVICE_TOKEN", "super-secret-token-123"),
+        ]);
+        let c = Config::from_lookup(&get, true).expect("valid");
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("hunter2"));
+        assert!(!dbg.contains("super-secret-token-123"));
+        assert!(!dbg.contains(KEY));
+    }
+}

@@ -1,0 +1,12 @@
+//! logicspike-communication: a queue-driven delivery edge for Email and SMS.
+//!
+//! The intake (`intake`) authenticates, validates, claims idempotency keys in Redis and
+//! publishes a versioned envelope (`queue::envelope`) to RabbitMQ with a publisher confirm.
+//! Workers (`worker`) consume it, resolve the tenant's providers (`providers`, secrets sealed
+//! by `crypto`), send, retry through delay queues, fail over, and record every message and
+//! event in Postgres (`store`).
+
+pub mod config;
+pub mod crypto;
+pub mod domain;
+pub mod providers;

@@ -1,0 +1,162 @@
+//! Providers are plugins behind one trait. The worker asks a [`Provider`] to send and gets back
+//! either the provider's message id or a classified [`ProviderError`]; it never knows which
+//! provider it talks to.
+//!
+//! `kinds` describes each kind's configuration (which fields exist, which are secret),
+//! `factory` turns a decrypted configuration row into a ready adapter, and each adapter lives
+//! in its own file.
+
+pub mod factory;
+pub mod kinds;
+pub mod system;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::domain::{Channel, Content, Recipient};
+
+pub use factory::{ProviderContext, build_provider};
+pub use kinds::ProviderKind;
+
+/// What a send needs to know, borrowed from the envelope.
+#[derive(Debug)]
+pub struct OutboundMessage<'a> {
+    /// Our message id: adapters whose provider accepts an idempotency key send it.
+    pub id: Uuid,
+    pub tenant_id: &'a str,
+    pub channel: Channel,
+    pub to: &'a Recipient,
+    pub content: &'a Content,
+    /// Tenant-supplied key/value pairs (e.g. tags, reply_to) adapters may pass along.
+    pub metadata: Option<&'a serde_json::Value>,
+    /// Where the provider should post delivery receipts, when the operator set a public URL.
+    pub status_callback: Option<String>,
+}
+
+/// A provider accepted the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendReceipt {
+    /// The provider's own id of the message (Twilio's SID, Resend's id, SMTP's Message-ID).
+    pub provider_message_id: Option<String>,
+}
+
+/// How a failure should be handled by the delivery policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Try the same provider again later (timeouts, connection errors, 5xx, throttling).
+    /// `retry_after` is the provider's own hint, when it gave one.
+    Transient { retry_after: Option<Duration> },
+    /// This provider cannot send anything right now (bad credentials, suspended account,
+    /// unverified sender): fail over to the next provider at once.
+    ProviderPermanent,
+    /// The recipient cannot be reached by any provider: fail the message.
+    RecipientPermanent,
+}
+
+impl ErrorClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Transient { .. } => "transient",
+            ErrorClass::ProviderPermanent => "provider_permanent",
+            ErrorClass::RecipientPermanent => "recipient_permanent",
+        }
+    }
+}
+
+/// A classified failure. `message` is safe to store and show: adapters never put secrets or
+/// message bodies in it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{class_str}: {message}", class_str = self.class.as_str())]
+pub struct ProviderError {
+    pub class: ErrorClass,
+    pub message: String,
+    /// The provider's error code when it gave one (e.g. Twilio's 21211).
+    pub code: Option<String>,
+}
+
+impl ProviderError {
+    pub fn transient(message: impl Into<String>) -> Self {
+        ProviderError {
+            class: ErrorClass::Transient { retry_after: None },
+            message: message.into(),
+            code: None,
+        }
+    }
+
+    pub fn transient_after(message: impl Into<String>, retry_after: Option<Duration>) -> Self {
+        ProviderError {
+            class: ErrorClass::Transient { retry_after },
+            message: message.into(),
+            code: None,
+        }
+    }
+
+    pub fn provider(message: impl Into<String>) -> Self {
+        ProviderError {
+            class: ErrorClass::ProviderPermanent,
+            message: message.into(),
+            code: None,
+        }
+    }
+
+    pub fn recipient(message: impl Into<String>) -> Self {
+        ProviderError {
+            class: ErrorClass::RecipientPermanent,
+            message: message.into(),
+            code: None,
+        }
+    }
+
+    pub fn with_code(mut self, code: impl Into<String>) -> Self {
+        self.code = Some(code.into());
+        self
+    }
+
+    /// Classifies a reqwest transport failure (no HTTP response was read).
+    pub fn from_transport(provider: &str, e: &reqwest::Error) -> Self {
+        let what = if e.is_timeout() {
+            "timed out"
+        } else if e.is_connect() {
+            "connection failed"
+        } else if e.is_decode() || e.is_body() {
+            "response could not be read"
+        } else {
+            "request failed"
+        };
+        ProviderError::transient(format!("{provider}: {what}"))
+    }
+}
+
+/// The outcome of a credentials check ("test connection").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckReport {
+    /// What was checked, e.g. "account ACxxx is active".
+    pub detail: String,
+}
+
+/// One configured provider, ready to send.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// The kind of provider (for events and metrics).
+    fn kind(&self) -> ProviderKind;
+
+    /// Sends one message. Must respect its own timeout and classify every failure.
+    async fn send(&self, message: &OutboundMessage<'_>) -> Result<SendReceipt, ProviderError>;
+
+    /// Checks the credentials without sending a message where the provider allows it.
+    async fn check(&self) -> Result<CheckReport, ProviderError>;
+}
+
+/// Parses an HTTP `Retry-After` header given in seconds.
+pub fn retry_after_seconds(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
