@@ -61,11 +61,14 @@ pub fn build_provider(
     config: &Map<String, Value>,
     ctx: &ProviderContext,
 ) -> Result<Arc<dyn Provider>, BuildError> {
-    let _ = ctx;
     match kind {
         ProviderKind::System => Ok(Arc::new(SystemProvider::from_config(config))),
-        other => Err(BuildError(format!(
-            "the {other} adapter is not available in this build"
-        ))),
+        ProviderKind::Twilio => super::twilio::build(config, ctx),
+        ProviderKind::Vonage => super::vonage::build(config, ctx),
+        ProviderKind::Resend => super::resend::build(config, ctx),
+        ProviderKind::Sendgrid => super::sendgrid::build(config, ctx),
+        ProviderKind::Postmark => super::postmark::build(config, ctx),
+        ProviderKind::Mailgun => super::mailgun::build(config, ctx),
+        ProviderKind::Smtp => super::smtp::build(config, ctx),
     }
 }

@@ -8,7 +8,14 @@
 
 pub mod factory;
 pub mod kinds;
+pub mod mailgun;
+pub mod postmark;
+pub mod resend;
+pub mod sendgrid;
+pub mod smtp;
 pub mod system;
+pub mod twilio;
+pub mod vonage;
 
 use std::time::Duration;
 
@@ -159,4 +166,38 @@ pub fn retry_after_seconds(headers: &reqwest::header::HeaderMap) -> Option<Durat
         .parse::<u64>()
         .ok()
         .map(Duration::from_secs)
+}
+
+/// What a provider's delivery receipt (status callback, webhook event) says about a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The provider's id of the message, as returned by [`Provider::send`].
+    pub provider_message_id: String,
+    pub outcome: ReceiptOutcome,
+    /// The provider's own status or error code, for the event detail (no bodies, no secrets).
+    pub detail: Option<String>,
+}
+
+/// The receipt outcomes the service records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiptOutcome {
+    /// Still on its way (queued/sent at the provider): recorded as an event only.
+    InProgress,
+    Delivered,
+    Undelivered,
+    Bounced,
+    Complained,
+}
+
+/// Why a webhook request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WebhookError {
+    #[error("signature headers are missing")]
+    MissingSignature,
+    #[error("signature does not match")]
+    BadSignature,
+    #[error("timestamp is outside the accepted window")]
+    Stale,
+    #[error("payload is malformed: {0}")]
+    Malformed(String),
 }

@@ -1,0 +1,16 @@
+//! The `twilio` adapter (not yet implemented in this build).
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use super::{Provider, ProviderContext, factory::BuildError};
+
+pub fn build(
+    _config: &Map<String, Value>,
+    _ctx: &ProviderContext,
+) -> Result<Arc<dyn Provider>, BuildError> {
+    Err(BuildError(
+        "the twilio adapter is not available in this build".into(),
+    ))
+}
