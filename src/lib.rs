@@ -9,4 +9,10 @@
 pub mod config;
 pub mod crypto;
 pub mod domain;
+pub mod intake;
 pub mod providers;
+pub mod queue;
+pub mod rotation;
+pub mod store;
+pub mod telemetry;
+pub mod worker;

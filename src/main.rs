@@ -1,1 +1,190 @@
-fn main() {}
+//! The `communication` command: `serve` (HTTP intake), `worker`, `all` (both, for local use),
+//! `migrate`, `api-key create`, `keys generate|rotate`.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use communication::config::Config;
+use communication::{intake, store, telemetry, worker};
+
+#[derive(Parser)]
+#[command(name = "communication", version, about = "Email and SMS delivery edge")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP intake.
+    Serve,
+    /// Run a delivery worker (scale by running more of them).
+    Worker,
+    /// Run intake and a worker in one process (local use).
+    All,
+    /// Apply database migrations.
+    Migrate,
+    /// Manage tenant API keys.
+    #[command(name = "api-key")]
+    ApiKey {
+        #[command(subcommand)]
+        action: ApiKeyAction,
+    },
+    /// Manage encryption keys.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApiKeyAction {
+    /// Create an API key for a tenant; the key is printed once.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Print a new random key for ENCRYPTION_SECRET.
+    Generate,
+    /// Re-encrypt every provider secret under ENCRYPTION_SECRET (old keys must still be in
+    /// ENCRYPTION_SECRET_PREVIOUS).
+    Rotate,
+}
+
+fn shutdown_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => {
+                        let _ = ctrl_c.await;
+                        t.cancel();
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutdown requested; draining");
+        t.cancel();
+    });
+    token
+}
+
+fn load_config(needs_token: bool) -> Result<Config, ExitCode> {
+    Config::from_env(needs_token).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(2)
+    })
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init_tracing();
+    telemetry::init_crypto_provider();
+    if let Command::Keys {
+        action: KeysAction::Generate,
+    } = cli.command
+    {
+        println!("{}", communication::crypto::generate_key_base64());
+        return ExitCode::SUCCESS;
+    }
+    let needs_token = matches!(cli.command, Command::Serve | Command::All);
+    let config = match load_config(needs_token) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match run(cli.command, config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    let _ = telemetry::metrics_handle();
+    match command {
+        Command::Migrate => {
+            let pool = store::connect(&config.database_url, 2).await?;
+            store::migrate(&pool).await?;
+            println!("migrations applied");
+        }
+        Command::Serve => {
+            let pool = store::connect_lazy(&config.database_url, config.db_pool_size)?;
+            let state = Arc::new(intake::AppState::new(&config, pool)?);
+            let listener = tokio::net::TcpListener::bind(config.listen_addr).await?;
+            intake::serve(listener, state, shutdown_signal()).await?;
+        }
+        Command::Worker => {
+            let pool = store::connect_lazy(&config.database_url, config.db_pool_size)?;
+            worker::run(&config, pool, shutdown_signal()).await?;
+        }
+        Command::All => {
+            let pool = store::connect(&config.database_url, config.db_pool_size).await?;
+            store::migrate(&pool).await?;
+            let shutdown = shutdown_signal();
+            let state = Arc::new(intake::AppState::new(&config, pool.clone())?);
+            let listener = tokio::net::TcpListener::bind(config.listen_addr).await?;
+            let intake_task = tokio::spawn(intake::serve(listener, state, shutdown.clone()));
+            let worker_result = worker::run(&config, pool, shutdown.clone()).await;
+            shutdown.cancel();
+            intake_task.await??;
+            worker_result?;
+        }
+        Command::ApiKey {
+            action: ApiKeyAction::Create { tenant, name },
+        } => {
+            let tenant = communication::domain::TenantId::parse(&tenant)
+                .map_err(|m| anyhow::anyhow!("--tenant {m}"))?;
+            let pool = store::connect(&config.database_url, 2).await?;
+            let key = intake::auth::generate_api_key();
+            store::api_keys::insert_api_key(
+                &pool,
+                uuid::Uuid::new_v4(),
+                tenant.as_str(),
+                name.as_deref(),
+                &key.prefix,
+                &key.hash,
+            )
+            .await?;
+            println!("{}", key.key);
+            eprintln!("API key for tenant {tenant} created; it is shown only once.");
+        }
+        Command::Keys {
+            action: KeysAction::Rotate,
+        } => {
+            let pool = store::connect(&config.database_url, 2).await?;
+            let report = communication::rotation::rotate(&pool, &config.keyring).await?;
+            println!(
+                "re-encrypted {} provider rows under key {}",
+                report.rotated,
+                config.keyring.active_key_id()
+            );
+        }
+        Command::Keys {
+            action: KeysAction::Generate,
+        } => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,138 @@
+//! The HTTP intake: authentication, validation, idempotency, confirmed publish. Also the
+//! providers API, message reads, API keys, health, readiness and metrics.
+
+pub mod api_keys;
+pub mod auth;
+pub mod error;
+pub mod health;
+pub mod idempotency;
+pub mod json;
+pub mod messages;
+pub mod providers;
+pub mod send;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use moka::future::Cache;
+use secrecy::SecretString;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::config::Config;
+use crate::crypto::Keyring;
+use crate::providers::ProviderContext;
+use crate::queue::{Publisher, Topology};
+
+/// Largest request body accepted (email parts are limited to 256 KiB each).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Everything a request may need, built once at start-up.
+pub struct AppState {
+    pub pool: PgPool,
+    pub redis: deadpool_redis::Pool,
+    pub publisher: Arc<Publisher>,
+    pub keyring: Arc<Keyring>,
+    pub service_token: Option<SecretString>,
+    pub namespace: String,
+    /// API key hash → (tenant, stored hash); short-lived so revocations take effect soon.
+    pub api_keys: Cache<[u8; 32], Option<(String, Vec<u8>)>>,
+    /// For "test connection".
+    pub provider_ctx: ProviderContext,
+    pub public_url: Option<String>,
+}
+
+impl AppState {
+    pub fn new(config: &Config, pool: PgPool) -> anyhow::Result<AppState> {
+        let mut redis_cfg = deadpool_redis::Config::from_url(
+            secrecy::ExposeSecret::expose_secret(&config.redis_url).to_owned(),
+        );
+        let mut pool_cfg = deadpool_redis::PoolConfig::new(32);
+        pool_cfg.timeouts.wait = Some(Duration::from_secs(2));
+        pool_cfg.timeouts.create = Some(Duration::from_secs(2));
+        pool_cfg.timeouts.recycle = Some(Duration::from_secs(2));
+        redis_cfg.pool = Some(pool_cfg);
+        let redis = redis_cfg.create_pool(Some(deadpool_redis::Runtime::Tokio1))?;
+        let topology = Topology::new(&config.namespace, &config.retry);
+        let publisher = Arc::new(Publisher::new(
+            config.amqp_url.clone(),
+            "communication-intake",
+            topology,
+            config.publish_channels,
+        ));
+        Ok(AppState {
+            pool,
+            redis,
+            publisher,
+            keyring: config.keyring.clone(),
+            service_token: config.service_token.clone(),
+            namespace: config.namespace.clone(),
+            api_keys: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(30))
+                .build(),
+            provider_ctx: ProviderContext::new(
+                config.provider_bases.clone(),
+                config.allow_private_hosts,
+                config.provider_timeout,
+                config.public_url.clone(),
+            )?,
+            public_url: config.public_url.clone(),
+        })
+    }
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/send", post(send::send))
+        .route("/v1/messages", get(messages::list))
+        .route("/v1/messages/{id}", get(messages::get))
+        .route(
+            "/v1/providers",
+            post(providers::create).get(providers::list),
+        )
+        .route(
+            "/v1/providers/{id}",
+            get(providers::get)
+                .patch(providers::patch)
+                .delete(providers::delete),
+        )
+        .route("/v1/providers/{id}/test", post(providers::test))
+        .route("/v1/api-keys", post(api_keys::create))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .fallback(|| async { error::ApiError::not_found("route") })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(30),
+        ))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serves until `shutdown` is cancelled, then drains in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    // Connect early so the first requests do not pay for it; a down broker is not fatal.
+    if let Err(e) = state.publisher.warm_up().await {
+        tracing::warn!(error = %e, "RabbitMQ not reachable at start-up; sends answer 503 until it is");
+    }
+    let publisher = state.publisher.clone();
+    tracing::info!(addr = %listener.local_addr()?, "intake listening");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await?;
+    publisher.close().await;
+    Ok(())
+}

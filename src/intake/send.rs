@@ -1,0 +1,224 @@
+//! `POST /v1/send`: validate, claim the idempotency key, publish with a confirm, answer 202.
+//! Never touches Postgres.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::AppState;
+use super::auth::Caller;
+use super::error::ApiError;
+use super::idempotency::{self, Claim};
+use super::json::{Fields, JsonObject};
+use crate::domain::{Content, FieldError, MessageDraft, check_idempotency_key};
+use crate::queue::Envelope;
+
+const SEND_FIELDS: &[&str] = &[
+    "channel",
+    "to",
+    "content",
+    "provider_id",
+    "metadata",
+    "ttl_seconds",
+];
+
+fn accepted(id: Uuid, replayed: bool) -> Response {
+    let mut response = (
+        StatusCode::ACCEPTED,
+        axum::Json(json!({"id": id, "status": "queued"})),
+    )
+        .into_response();
+    if replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
+}
+
+pub async fn send(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    headers: HeaderMap,
+    JsonObject(body): JsonObject,
+) -> Result<Response, ApiError> {
+    let tenant = caller.tenant()?.clone();
+    let idempotency_key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => {
+            let key = v.to_str().map_err(|_| {
+                ApiError::validation(vec![FieldError::new(
+                    "Idempotency-Key",
+                    "must be visible ASCII text",
+                )])
+            })?;
+            check_idempotency_key(key)
+                .map_err(|m| ApiError::validation(vec![FieldError::new("Idempotency-Key", m)]))?;
+            Some(key.to_owned())
+        }
+    };
+    // The fingerprint covers the whole body; serde_json's map is ordered, so it is canonical.
+    let fingerprint = hex::encode(Sha256::digest(
+        serde_json::to_vec(&Value::Object(body.clone())).unwrap_or_default(),
+    ));
+    let mut fields = Fields::new(body);
+    fields.only(SEND_FIELDS);
+    let channel = fields.string("channel");
+    let to = fields.string("to");
+    let content = match fields.raw("content").cloned() {
+        None => None,
+        Some(v @ Value::Object(_)) => match serde_json::from_value::<Content>(v) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                fields.errors.push(FieldError::new(
+                    "content",
+                    format!("must hold only subject, text and html strings ({e})"),
+                ));
+                None
+            }
+        },
+        Some(_) => {
+            fields
+                .errors
+                .push(FieldError::new("content", "must be a JSON object"));
+            None
+        }
+    };
+    let provider_id = fields.uuid("provider_id");
+    let metadata = fields.raw("metadata").cloned();
+    let ttl_seconds = fields
+        .integer("ttl_seconds", 1, crate::domain::MAX_TTL_SECONDS as i64)
+        .map(|t| t as u64);
+    let mut errors = std::mem::take(&mut fields.errors);
+    let draft = MessageDraft {
+        channel,
+        to,
+        content: content.or_else(|| {
+            // Keep "content is required" from being reported twice.
+            if errors.iter().any(|e| e.field == "content") {
+                Some(Content::default())
+            } else {
+                None
+            }
+        }),
+        provider_id,
+        metadata,
+        ttl_seconds,
+        idempotency_key: idempotency_key.clone(),
+    };
+    let message = match draft.validate() {
+        Ok(m) if errors.is_empty() => m,
+        Ok(_) => return Err(ApiError::validation(errors)),
+        Err(more) => {
+            for e in more {
+                if !errors.iter().any(|x| e.field.starts_with(&x.field)) {
+                    errors.push(e);
+                }
+            }
+            return Err(ApiError::validation(errors));
+        }
+    };
+
+    let id = Uuid::now_v7();
+    let created_at = Utc::now();
+    let marker = idempotency::marker_key(&state.namespace, tenant.as_str(), id);
+    let marker_value = json!({
+        "channel": message.channel,
+        "to": message.to.as_str(),
+        "created_at": created_at,
+    })
+    .to_string();
+    let idem = idempotency_key
+        .as_deref()
+        .map(|k| idempotency::idem_key(&state.namespace, tenant.as_str(), k));
+
+    // Redis: one round trip claims the key and leaves the queued marker. If Redis is down the
+    // send is still accepted; the worker's unique (tenant, idempotency_key) is the backstop.
+    let mut redis = match state.redis.get().await {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!(error = %e, "Redis unavailable; accepting without idempotency claim");
+            None
+        }
+    };
+    if let Some(conn) = redis.as_mut() {
+        let claimed = match &idem {
+            Some(idem) => {
+                idempotency::claim(conn, idem, &marker, &fingerprint, id, &marker_value).await
+            }
+            None => idempotency::set_marker(conn, &marker, &marker_value)
+                .await
+                .map(|_| Claim::Claimed),
+        };
+        match claimed {
+            Ok(Claim::Claimed) => {}
+            Ok(Claim::Existing {
+                done,
+                fingerprint: theirs,
+                id: existing,
+            }) => {
+                if theirs != fingerprint {
+                    return Err(ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "idempotency_key_reused",
+                        "this Idempotency-Key was used with a different request body",
+                    ));
+                }
+                if !done {
+                    return Err(ApiError::new(
+                        StatusCode::CONFLICT,
+                        "idempotency_key_in_flight",
+                        "a request with this Idempotency-Key is still being processed",
+                    ));
+                }
+                metrics::counter!("communication_idempotent_replays_total").increment(1);
+                return Ok(accepted(existing, true));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Redis claim failed; accepting without idempotency claim");
+                redis = None;
+            }
+        }
+    }
+
+    let envelope = Envelope::new(id, &tenant, &message, created_at);
+    let started = Instant::now();
+    let published = state
+        .publisher
+        .publish(
+            &state.publisher.topology().send_exchange(),
+            message.channel.as_str(),
+            &envelope.to_bytes(),
+            Default::default(),
+            Some(&id.to_string()),
+        )
+        .await;
+    metrics::histogram!("communication_publish_confirm_seconds")
+        .record(started.elapsed().as_secs_f64());
+    if let Err(e) = published {
+        tracing::warn!(message_id = %id, error = %e, "publish failed; send refused with 503");
+        if let Some(conn) = redis.as_mut()
+            && let Err(re) =
+                idempotency::release(conn, idem.as_deref(), &marker, &fingerprint, id).await
+        {
+            tracing::warn!(error = %re, "could not release idempotency claim");
+        }
+        return Err(ApiError::unavailable("the message broker"));
+    }
+    if let (Some(conn), Some(idem)) = (redis.as_mut(), idem.as_deref())
+        && let Err(e) = idempotency::complete(conn, idem, &fingerprint, id).await
+    {
+        // The message is accepted; a retry with the key would answer 409 until the TTL ends.
+        tracing::warn!(error = %e, "could not mark idempotency key done");
+    }
+    metrics::counter!("communication_accepted_total", "channel" => message.channel.as_str())
+        .increment(1);
+    Ok(accepted(id, false))
+}

@@ -1,0 +1,351 @@
+//! `message_logs`, `message_events` and `dead_letters`: the API's reads, and the multi-row
+//! statements of the worker's batching writer.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MessageRow {
+    pub id: Uuid,
+    pub tenant_id: String,
+    pub channel: String,
+    pub recipient: String,
+    pub status: String,
+    pub provider_id: Option<Uuid>,
+    pub provider_kind: Option<String>,
+    pub provider_message_id: Option<String>,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub metadata: Option<Value>,
+    pub ttl_seconds: Option<i64>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EventRow {
+    pub id: i64,
+    pub kind: String,
+    pub provider_id: Option<Uuid>,
+    pub detail: Option<Value>,
+    pub created_at: DateTime<Utc>,
+}
+
+const MESSAGE_COLUMNS: &str = "id, tenant_id, channel, recipient, status, provider_id, \
+    provider_kind, provider_message_id, attempts, last_error, idempotency_key, metadata, \
+    ttl_seconds, created_at, updated_at, sent_at, completed_at";
+
+#[tracing::instrument(skip_all)]
+pub async fn get_message(
+    pool: &PgPool,
+    tenant: &str,
+    id: Uuid,
+) -> Result<Option<MessageRow>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {MESSAGE_COLUMNS} FROM message_logs WHERE id = $1 AND tenant_id = $2"
+    )))
+    .bind(id)
+    .bind(tenant)
+    .fetch_optional(pool)
+    .await
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn list_events(pool: &PgPool, message_id: Uuid) -> Result<Vec<EventRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, kind, provider_id, detail, created_at FROM message_events \
+         WHERE message_id = $1 ORDER BY created_at, id",
+    )
+    .bind(message_id)
+    .fetch_all(pool)
+    .await
+}
+
+/// Filters of `GET /v1/messages`.
+#[derive(Debug, Default, Clone)]
+pub struct MessageFilter {
+    pub status: Option<String>,
+    pub channel: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// Keyset cursor: rows strictly older than this (created_at, id).
+    pub before: Option<(DateTime<Utc>, Uuid)>,
+}
+
+/// Newest first, keyset-paginated.
+#[tracing::instrument(skip_all)]
+pub async fn list_messages(
+    pool: &PgPool,
+    tenant: &str,
+    filter: &MessageFilter,
+    limit: i64,
+) -> Result<Vec<MessageRow>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {MESSAGE_COLUMNS} FROM message_logs WHERE tenant_id = $1 \
+         AND ($2::text IS NULL OR status = $2) \
+         AND ($3::text IS NULL OR channel = $3) \
+         AND ($4::timestamptz IS NULL OR created_at >= $4) \
+         AND ($5::timestamptz IS NULL OR created_at < $5) \
+         AND ($6::timestamptz IS NULL OR (created_at, id) < ($6, $7)) \
+         ORDER BY created_at DESC, id DESC LIMIT $8"
+    )))
+    .bind(tenant)
+    .bind(&filter.status)
+    .bind(&filter.channel)
+    .bind(filter.since)
+    .bind(filter.until)
+    .bind(filter.before.map(|b| b.0))
+    .bind(filter.before.map(|b| b.1))
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// A message as the worker first records it.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub id: Uuid,
+    pub tenant_id: String,
+    pub channel: String,
+    pub recipient: String,
+    pub idempotency_key: Option<String>,
+    pub metadata: Option<Value>,
+    pub ttl_seconds: Option<i64>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What recording a message found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// First time seen: recorded as `queued` with an `accepted` event.
+    New,
+    /// Already recorded (a redelivery or a scheduled retry), with its status and tenant.
+    Existing { status: String, tenant_id: String },
+    /// Another message of the tenant already holds the idempotency key (or one is being
+    /// recorded concurrently); this one must not be sent.
+    Duplicate { of: Option<Uuid> },
+}
+
+/// Records many messages in one statement; returns one outcome per input, in order.
+pub async fn claim_messages(
+    conn: &mut PgConnection,
+    rows: &[NewMessage],
+) -> Result<Vec<ClaimOutcome>, sqlx::Error> {
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let tenants: Vec<&str> = rows.iter().map(|r| r.tenant_id.as_str()).collect();
+    let channels: Vec<&str> = rows.iter().map(|r| r.channel.as_str()).collect();
+    let recipients: Vec<&str> = rows.iter().map(|r| r.recipient.as_str()).collect();
+    let keys: Vec<Option<&str>> = rows.iter().map(|r| r.idempotency_key.as_deref()).collect();
+    let metadata: Vec<Option<Value>> = rows.iter().map(|r| r.metadata.clone()).collect();
+    let ttls: Vec<Option<i64>> = rows.iter().map(|r| r.ttl_seconds).collect();
+    let created: Vec<DateTime<Utc>> = rows.iter().map(|r| r.created_at).collect();
+    let found: Vec<(Uuid, bool, Option<String>, Option<String>, Option<Uuid>)> = sqlx::query_as(
+        "WITH input AS ( \
+            SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
+                                 $6::jsonb[], $7::bigint[], $8::timestamptz[]) \
+            AS t(id, tenant_id, channel, recipient, idempotency_key, metadata, ttl_seconds, created_at)), \
+         ins AS ( \
+            INSERT INTO message_logs (id, tenant_id, channel, recipient, status, idempotency_key, \
+                                      metadata, ttl_seconds, created_at, updated_at) \
+            SELECT id, tenant_id, channel, recipient, 'queued', idempotency_key, metadata, \
+                   ttl_seconds, created_at, now() FROM input \
+            ON CONFLICT DO NOTHING RETURNING id, tenant_id, created_at), \
+         ev AS ( \
+            INSERT INTO message_events (message_id, tenant_id, kind, created_at) \
+            SELECT id, tenant_id, 'accepted', created_at FROM ins) \
+         SELECT input.id, (ins.id IS NOT NULL), m.status, m.tenant_id, dup.id \
+         FROM input \
+         LEFT JOIN ins ON ins.id = input.id \
+         LEFT JOIN message_logs m ON m.id = input.id \
+         LEFT JOIN message_logs dup ON input.idempotency_key IS NOT NULL \
+              AND dup.tenant_id = input.tenant_id AND dup.idempotency_key = input.idempotency_key \
+              AND dup.id <> input.id",
+    )
+    .bind(&ids)
+    .bind(&tenants)
+    .bind(&channels)
+    .bind(&recipients)
+    .bind(&keys)
+    .bind(&metadata)
+    .bind(&ttls)
+    .bind(&created)
+    .fetch_all(&mut *conn)
+    .await?;
+    let outcome_of = |id: Uuid| -> ClaimOutcome {
+        match found.iter().find(|f| f.0 == id) {
+            Some((_, true, _, _, _)) => ClaimOutcome::New,
+            Some((_, false, Some(status), Some(tenant), _)) => ClaimOutcome::Existing {
+                status: status.clone(),
+                tenant_id: tenant.clone(),
+            },
+            Some((_, false, _, _, dup)) => ClaimOutcome::Duplicate { of: *dup },
+            None => ClaimOutcome::Duplicate { of: None },
+        }
+    };
+    // The same id twice in one batch: only the first occurrence may proceed.
+    let mut seen = std::collections::HashSet::with_capacity(ids.len());
+    Ok(ids
+        .iter()
+        .map(|id| {
+            if seen.insert(*id) {
+                outcome_of(*id)
+            } else {
+                ClaimOutcome::Duplicate { of: Some(*id) }
+            }
+        })
+        .collect())
+}
+
+/// A change of a message's row by the worker. `None` fields keep their value.
+#[derive(Debug, Clone)]
+pub struct StatusUpdate {
+    pub id: Uuid,
+    pub status: String,
+    pub provider_id: Option<Uuid>,
+    pub provider_kind: Option<String>,
+    pub provider_message_id: Option<String>,
+    pub attempts_inc: i32,
+    pub last_error: Option<String>,
+}
+
+/// Applies many worker updates in one statement. Only messages the worker still owns
+/// (`queued`, `sending`) change: a final status never moves back.
+pub async fn apply_updates(
+    conn: &mut PgConnection,
+    rows: &[StatusUpdate],
+) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let statuses: Vec<&str> = rows.iter().map(|r| r.status.as_str()).collect();
+    let providers: Vec<Option<Uuid>> = rows.iter().map(|r| r.provider_id).collect();
+    let kinds: Vec<Option<&str>> = rows.iter().map(|r| r.provider_kind.as_deref()).collect();
+    let pmids: Vec<Option<&str>> = rows
+        .iter()
+        .map(|r| r.provider_message_id.as_deref())
+        .collect();
+    let incs: Vec<i32> = rows.iter().map(|r| r.attempts_inc).collect();
+    let errors: Vec<Option<&str>> = rows.iter().map(|r| r.last_error.as_deref()).collect();
+    sqlx::query(
+        "UPDATE message_logs m SET \
+            status = u.status, \
+            provider_id = COALESCE(u.provider_id, m.provider_id), \
+            provider_kind = COALESCE(u.provider_kind, m.provider_kind), \
+            provider_message_id = COALESCE(u.provider_message_id, m.provider_message_id), \
+            attempts = m.attempts + u.attempts_inc, \
+            last_error = COALESCE(u.last_error, m.last_error), \
+            updated_at = now(), \
+            sent_at = CASE WHEN u.status = 'sent' THEN now() ELSE m.sent_at END, \
+            completed_at = CASE WHEN u.status IN ('sent', 'failed', 'expired') THEN now() \
+                                ELSE m.completed_at END \
+         FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::int[], $7::text[]) \
+              AS u(id, status, provider_id, provider_kind, provider_message_id, attempts_inc, last_error) \
+         WHERE m.id = u.id AND m.status IN ('queued', 'sending')",
+    )
+    .bind(&ids)
+    .bind(&statuses)
+    .bind(&providers)
+    .bind(&kinds)
+    .bind(&pmids)
+    .bind(&incs)
+    .bind(&errors)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// One step of a message's life.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub message_id: Uuid,
+    pub tenant_id: String,
+    pub kind: &'static str,
+    pub provider_id: Option<Uuid>,
+    pub detail: Option<Value>,
+    pub at: DateTime<Utc>,
+}
+
+pub async fn insert_events(conn: &mut PgConnection, rows: &[NewEvent]) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.message_id).collect();
+    let tenants: Vec<&str> = rows.iter().map(|r| r.tenant_id.as_str()).collect();
+    let kinds: Vec<&str> = rows.iter().map(|r| r.kind).collect();
+    let providers: Vec<Option<Uuid>> = rows.iter().map(|r| r.provider_id).collect();
+    let details: Vec<Option<Value>> = rows.iter().map(|r| r.detail.clone()).collect();
+    let ats: Vec<DateTime<Utc>> = rows.iter().map(|r| r.at).collect();
+    sqlx::query(
+        "INSERT INTO message_events (message_id, tenant_id, kind, provider_id, detail, created_at) \
+         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::jsonb[], $6::timestamptz[]) \
+         ORDER BY 6",
+    )
+    .bind(&ids)
+    .bind(&tenants)
+    .bind(&kinds)
+    .bind(&providers)
+    .bind(&details)
+    .bind(&ats)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub message_id: Option<Uuid>,
+    pub tenant_id: Option<String>,
+    pub reason: String,
+}
+
+pub async fn insert_dead_letters(
+    conn: &mut PgConnection,
+    rows: &[DeadLetter],
+) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Option<Uuid>> = rows.iter().map(|r| r.message_id).collect();
+    let tenants: Vec<Option<&str>> = rows.iter().map(|r| r.tenant_id.as_deref()).collect();
+    let reasons: Vec<&str> = rows.iter().map(|r| r.reason.as_str()).collect();
+    sqlx::query(
+        "INSERT INTO dead_letters (message_id, tenant_id, reason) \
+         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[])",
+    )
+    .bind(&ids)
+    .bind(&tenants)
+    .bind(&reasons)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Records an envelope that failed validation but carried a usable identity, as a `failed`
+/// message, so its sender can see why through the API.
+pub async fn record_rejected(
+    conn: &mut PgConnection,
+    row: &NewMessage,
+    reason: &str,
+) -> Result<bool, sqlx::Error> {
+    let inserted: Option<(Uuid,)> = sqlx::query_as(
+        "INSERT INTO message_logs (id, tenant_id, channel, recipient, status, last_error, \
+                                   created_at, updated_at, completed_at) \
+         VALUES ($1, $2, $3, $4, 'failed', $5, $6, now(), now()) \
+         ON CONFLICT DO NOTHING RETURNING id",
+    )
+    .bind(row.id)
+    .bind(&row.tenant_id)
+    .bind(&row.channel)
+    .bind(&row.recipient)
+    .bind(reason)
+    .bind(row.created_at)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(inserted.is_some())
+}

@@ -1,0 +1,560 @@
+//! The delivery policy for one envelope: record, expire, resolve, attempt, then sent / retry
+//! through a delay queue / fail over / fail and dead-letter. Every step is an event, and the
+//! caller acks only after this returns [`Disposition::Ack`], i.e. after the writes committed.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backoff::backoff::Backoff;
+use chrono::Utc;
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use rand::Rng;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::resolver::{ResolvedProvider, Resolver};
+use super::writer::{Record, Writer};
+use crate::config::RetryPolicy;
+use crate::domain::{EventKind, MessageStatus};
+use crate::providers::{ErrorClass, OutboundMessage, ProviderError};
+use crate::queue::envelope::{self, Rejection, ValidEnvelope};
+use crate::queue::topology::header_i64;
+use crate::queue::{Publisher, Topology};
+use crate::store::messages::{ClaimOutcome, DeadLetter, NewEvent, NewMessage, StatusUpdate};
+
+/// Header: attempts already made on the current provider.
+pub const HEADER_ATTEMPT: &str = "x-attempt";
+/// Header: position of the current provider in the resolved list.
+pub const HEADER_PROVIDER_INDEX: &str = "x-provider-index";
+/// Header on dead letters: why.
+pub const HEADER_DEATH_REASON: &str = "x-death-reason";
+
+/// What the consumer does with the delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Done (whatever the outcome, it is recorded): ack.
+    Ack,
+    /// Could not record (database or broker trouble): put it back for later.
+    Requeue,
+}
+
+pub struct Deliverer {
+    pub writer: Writer,
+    pub resolver: Arc<Resolver>,
+    pub publisher: Arc<Publisher>,
+    pub topology: Topology,
+    pub retry: RetryPolicy,
+    pub public_url: Option<String>,
+}
+
+fn event(
+    env: &ValidEnvelope,
+    kind: EventKind,
+    provider: Option<&ResolvedProvider>,
+    detail: serde_json::Value,
+) -> NewEvent {
+    NewEvent {
+        message_id: env.id,
+        tenant_id: env.tenant_id.as_str().to_owned(),
+        kind: kind.as_str(),
+        provider_id: provider.map(|p| p.id),
+        detail: Some(detail),
+        at: Utc::now(),
+    }
+}
+
+fn update(env: &ValidEnvelope, status: MessageStatus) -> StatusUpdate {
+    StatusUpdate {
+        id: env.id,
+        status: status.as_str().to_owned(),
+        provider_id: None,
+        provider_kind: None,
+        provider_message_id: None,
+        attempts_inc: 0,
+        last_error: None,
+    }
+}
+
+/// The delay before retry number `attempt` (1-based) on the same provider: exponential from
+/// the policy's base, capped, with full jitter; a provider's Retry-After is a floor, within
+/// the cap. The `backoff` crate is used only as a calculator of the exponential schedule.
+pub fn retry_delay(policy: &RetryPolicy, attempt: u32, retry_after: Option<Duration>) -> Duration {
+    let mut schedule = backoff::ExponentialBackoff {
+        current_interval: policy.base,
+        initial_interval: policy.base,
+        randomization_factor: 0.0,
+        multiplier: 2.0,
+        max_interval: policy.max,
+        max_elapsed_time: None,
+        ..Default::default()
+    };
+    let mut ceiling = policy.base;
+    for _ in 0..attempt.max(1) {
+        ceiling = schedule.next_backoff().unwrap_or(policy.max);
+    }
+    let ceiling_ms = ceiling.as_millis().max(1) as u64;
+    let jittered = Duration::from_millis(rand::rng().random_range(0..=ceiling_ms));
+    let floor = retry_after.unwrap_or_default().min(policy.max);
+    jittered.max(floor).min(policy.max)
+}
+
+impl Deliverer {
+    /// Handles one delivery from a work queue.
+    pub async fn handle(
+        &self,
+        body: &[u8],
+        headers: Option<&FieldTable>,
+        routing_key: &str,
+    ) -> Disposition {
+        let env = match envelope::decode(body) {
+            Ok(env) => env,
+            Err(rejection) => return self.reject(body, rejection, routing_key).await,
+        };
+        let claim = NewMessage {
+            id: env.id,
+            tenant_id: env.tenant_id.as_str().to_owned(),
+            channel: env.message.channel.as_str().to_owned(),
+            recipient: env.message.to.as_str().to_owned(),
+            idempotency_key: env.message.idempotency_key.clone(),
+            metadata: env.message.metadata.clone(),
+            ttl_seconds: env.message.ttl_seconds.map(|t| t as i64),
+            created_at: env.created_at,
+        };
+        match self.writer.claim(claim).await {
+            Err(e) => {
+                tracing::warn!(message_id = %env.id, error = %e, "could not record message; will retry");
+                return Disposition::Requeue;
+            }
+            Ok(ClaimOutcome::Duplicate { of }) => {
+                tracing::info!(message_id = %env.id, duplicate_of = ?of, "duplicate send dropped (idempotency key or id already recorded)");
+                metrics::counter!("communication_duplicates_total").increment(1);
+                return Disposition::Ack;
+            }
+            Ok(ClaimOutcome::Existing { status, tenant_id }) => {
+                if tenant_id != env.tenant_id.as_str() {
+                    let rejection = Rejection {
+                        reason: "id: already used by another tenant's message".into(),
+                        id: None,
+                        tenant_id: Some(env.tenant_id.clone()),
+                        channel: None,
+                        to: None,
+                    };
+                    return self.reject(body, rejection, routing_key).await;
+                }
+                let final_already = MessageStatus::parse(&status)
+                    .map(|s| s.is_final())
+                    .unwrap_or(true);
+                if final_already {
+                    tracing::info!(message_id = %env.id, status = %status, "message already final; not sending again");
+                    return Disposition::Ack;
+                }
+            }
+            Ok(ClaimOutcome::New) => {}
+        }
+        if let Some(expires_at) = env.message.expires_at(env.created_at)
+            && Utc::now() >= expires_at
+        {
+            let record = Record {
+                update: Some(StatusUpdate {
+                    last_error: Some("expired before it could be sent".into()),
+                    ..update(&env, MessageStatus::Expired)
+                }),
+                events: vec![event(
+                    &env,
+                    EventKind::Expired,
+                    None,
+                    json!({"ttl_seconds": env.message.ttl_seconds, "expired_at": expires_at}),
+                )],
+                dead_letter: None,
+            };
+            metrics::counter!("communication_deliveries_total", "channel" => env.message.channel.as_str(), "outcome" => "expired").increment(1);
+            return self.commit(record).await;
+        }
+        let providers = match self
+            .resolver
+            .resolve(
+                env.tenant_id.as_str(),
+                env.message.channel,
+                env.message.provider_id,
+            )
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(message_id = %env.id, error = %e, "could not resolve providers; will retry");
+                return Disposition::Requeue;
+            }
+        };
+        let mut index = header_i64(headers, HEADER_PROVIDER_INDEX)
+            .unwrap_or(0)
+            .max(0) as usize;
+        let mut attempts_done = header_i64(headers, HEADER_ATTEMPT).unwrap_or(0).max(0) as u32;
+        if providers.is_empty() {
+            let reason = match env.message.provider_id {
+                Some(id) => format!(
+                    "provider {id} is not an enabled {} provider of this tenant",
+                    env.message.channel
+                ),
+                None => format!(
+                    "no enabled {} provider is configured for this tenant or the platform",
+                    env.message.channel
+                ),
+            };
+            return self.fail(&env, body, routing_key, None, reason, true).await;
+        }
+        loop {
+            let Some(provider) = providers.get(index) else {
+                return self
+                    .fail(
+                        &env,
+                        body,
+                        routing_key,
+                        None,
+                        "every provider was tried".into(),
+                        true,
+                    )
+                    .await;
+            };
+            let attempt_no = attempts_done + 1;
+            let before = Record {
+                update: Some(StatusUpdate {
+                    provider_id: Some(provider.id),
+                    provider_kind: Some(provider.kind.as_str().to_owned()),
+                    attempts_inc: 1,
+                    ..update(&env, MessageStatus::Sending)
+                }),
+                events: vec![event(
+                    &env,
+                    EventKind::Attempt,
+                    Some(provider),
+                    json!({"provider": provider.name, "kind": provider.kind, "attempt": attempt_no}),
+                )],
+                dead_letter: None,
+            };
+            if self.commit(before).await == Disposition::Requeue {
+                return Disposition::Requeue;
+            }
+            let outbound = OutboundMessage {
+                id: env.id,
+                tenant_id: env.tenant_id.as_str(),
+                channel: env.message.channel,
+                to: &env.message.to,
+                content: &env.message.content,
+                metadata: env.message.metadata.as_ref(),
+                status_callback: self
+                    .public_url
+                    .as_ref()
+                    .map(|base| format!("{base}/v1/webhooks/{}/{}", provider.kind, provider.id)),
+            };
+            let started = Instant::now();
+            let result = provider.adapter.send(&outbound).await;
+            let latency_ms = started.elapsed().as_millis() as u64;
+            metrics::histogram!("communication_provider_call_seconds", "kind" => provider.kind.as_str())
+                .record(started.elapsed().as_secs_f64());
+            match result {
+                Ok(receipt) => {
+                    let record = Record {
+                        update: Some(StatusUpdate {
+                            provider_message_id: receipt.provider_message_id.clone(),
+                            ..update(&env, MessageStatus::Sent)
+                        }),
+                        events: vec![event(
+                            &env,
+                            EventKind::Sent,
+                            Some(provider),
+                            json!({"provider": provider.name, "kind": provider.kind, "latency_ms": latency_ms,
+                                   "provider_message_id": receipt.provider_message_id}),
+                        )],
+                        dead_letter: None,
+                    };
+                    metrics::counter!("communication_deliveries_total", "channel" => env.message.channel.as_str(), "kind" => provider.kind.as_str(), "outcome" => "sent").increment(1);
+                    let accepted_to_sent =
+                        (Utc::now() - env.created_at).num_milliseconds().max(0) as f64 / 1000.0;
+                    metrics::histogram!("communication_accept_to_sent_seconds")
+                        .record(accepted_to_sent);
+                    return self.commit(record).await;
+                }
+                Err(err) => {
+                    tracing::info!(message_id = %env.id, provider = %provider.name, kind = %provider.kind,
+                        class = err.class.as_str(), error = %err.message, "attempt failed");
+                    match err.class {
+                        ErrorClass::RecipientPermanent => {
+                            return self
+                                .fail(
+                                    &env,
+                                    body,
+                                    routing_key,
+                                    Some(provider),
+                                    describe(&err),
+                                    false,
+                                )
+                                .await;
+                        }
+                        ErrorClass::Transient { retry_after }
+                            if attempt_no < self.retry.attempts_per_provider =>
+                        {
+                            return self
+                                .schedule_retry(
+                                    &env,
+                                    body,
+                                    routing_key,
+                                    provider,
+                                    index,
+                                    attempt_no,
+                                    retry_after,
+                                    &err,
+                                    latency_ms,
+                                )
+                                .await;
+                        }
+                        _ => {
+                            // Provider-permanent, or transient with the budget spent: next one.
+                            let next = providers.get(index + 1);
+                            let why = describe(&err);
+                            let mut events = vec![];
+                            if let Some(next) = next {
+                                events.push(event(
+                                    &env,
+                                    EventKind::Failover,
+                                    Some(provider),
+                                    json!({"from": provider.name, "to": next.name, "reason": why,
+                                           "class": err.class.as_str(), "latency_ms": latency_ms}),
+                                ));
+                                metrics::counter!("communication_failovers_total", "kind" => provider.kind.as_str()).increment(1);
+                                let record = Record {
+                                    update: Some(StatusUpdate {
+                                        last_error: Some(why),
+                                        ..update(&env, MessageStatus::Sending)
+                                    }),
+                                    events,
+                                    dead_letter: None,
+                                };
+                                if self.commit(record).await == Disposition::Requeue {
+                                    return Disposition::Requeue;
+                                }
+                                index += 1;
+                                attempts_done = 0;
+                                continue;
+                            }
+                            return self
+                                .fail(&env, body, routing_key, Some(provider), why, true)
+                                .await;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn commit(&self, record: Record) -> Disposition {
+        match self.writer.record(record).await {
+            Ok(()) => Disposition::Ack,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not record delivery step; will retry");
+                Disposition::Requeue
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn schedule_retry(
+        &self,
+        env: &ValidEnvelope,
+        body: &[u8],
+        routing_key: &str,
+        provider: &ResolvedProvider,
+        index: usize,
+        attempt_no: u32,
+        retry_after: Option<Duration>,
+        err: &ProviderError,
+        latency_ms: u64,
+    ) -> Disposition {
+        let wanted = retry_delay(&self.retry, attempt_no, retry_after);
+        let tier = self.topology.tier_for(wanted);
+        let mut headers = FieldTable::default();
+        headers.insert(
+            HEADER_ATTEMPT.into(),
+            AMQPValue::LongLongInt(i64::from(attempt_no)),
+        );
+        headers.insert(
+            HEADER_PROVIDER_INDEX.into(),
+            AMQPValue::LongLongInt(index as i64),
+        );
+        let queue = self.topology.delay_queue(env.message.channel, tier);
+        let _ = routing_key;
+        // Record first, then publish: if the publish fails the delivery is requeued and tried
+        // again, rather than leaving a delayed copy running beside a redelivered original.
+        let why = describe(err);
+        let recorded = self
+            .commit(Record {
+                update: Some(StatusUpdate {
+                    last_error: Some(why.clone()),
+                    ..update(env, MessageStatus::Sending)
+                }),
+                events: vec![event(
+                    env,
+                    EventKind::RetryScheduled,
+                    Some(provider),
+                    json!({"provider": provider.name, "attempt": attempt_no, "delay_ms": tier.as_millis() as u64,
+                           "reason": why, "latency_ms": latency_ms}),
+                )],
+                dead_letter: None,
+            })
+            .await;
+        if recorded == Disposition::Requeue {
+            return Disposition::Requeue;
+        }
+        if let Err(e) = self
+            .publisher
+            .publish("", &queue, body, headers, Some(&env.id.to_string()))
+            .await
+        {
+            tracing::warn!(message_id = %env.id, error = %e, "could not schedule retry; will retry delivery");
+            return Disposition::Requeue;
+        }
+        metrics::counter!("communication_retries_total", "kind" => provider.kind.as_str())
+            .increment(1);
+        Disposition::Ack
+    }
+
+    /// Marks the message failed; with `dead_letter`, also sends the envelope to `{ns}.dead`.
+    async fn fail(
+        &self,
+        env: &ValidEnvelope,
+        body: &[u8],
+        routing_key: &str,
+        provider: Option<&ResolvedProvider>,
+        reason: String,
+        dead_letter: bool,
+    ) -> Disposition {
+        if dead_letter
+            && let Err(e) = self
+                .publish_dead(
+                    body,
+                    &reason,
+                    Some(env.id),
+                    Some(env.tenant_id.as_str()),
+                    routing_key,
+                )
+                .await
+        {
+            tracing::warn!(message_id = %env.id, error = %e, "could not dead-letter; will retry delivery");
+            return Disposition::Requeue;
+        }
+        let mut events = vec![event(
+            env,
+            EventKind::Failed,
+            provider,
+            json!({"reason": reason}),
+        )];
+        if dead_letter {
+            events.push(event(
+                env,
+                EventKind::DeadLettered,
+                provider,
+                json!({"reason": reason}),
+            ));
+        }
+        metrics::counter!("communication_deliveries_total", "channel" => env.message.channel.as_str(), "outcome" => "failed").increment(1);
+        self.commit(Record {
+            update: Some(StatusUpdate {
+                last_error: Some(reason.clone()),
+                ..update(env, MessageStatus::Failed)
+            }),
+            events,
+            dead_letter: dead_letter.then(|| DeadLetter {
+                message_id: Some(env.id),
+                tenant_id: Some(env.tenant_id.as_str().to_owned()),
+                reason,
+            }),
+        })
+        .await
+    }
+
+    async fn publish_dead(
+        &self,
+        body: &[u8],
+        reason: &str,
+        id: Option<Uuid>,
+        tenant: Option<&str>,
+        routing_key: &str,
+    ) -> Result<(), crate::queue::PublishError> {
+        let mut headers = FieldTable::default();
+        let text = |s: &str| AMQPValue::LongString(LongString::from(s.as_bytes().to_vec()));
+        headers.insert(HEADER_DEATH_REASON.into(), text(reason));
+        headers.insert("x-original-routing-key".into(), text(routing_key));
+        if let Some(t) = tenant {
+            headers.insert("x-tenant-id".into(), text(t));
+        }
+        metrics::counter!("communication_dead_letters_total").increment(1);
+        self.publisher
+            .publish(
+                &self.topology.dead_exchange(),
+                "",
+                body,
+                headers,
+                id.map(|i| i.to_string()).as_deref(),
+            )
+            .await
+    }
+
+    /// An envelope that failed validation: dead-lettered with the reason and recorded.
+    async fn reject(&self, body: &[u8], rejection: Rejection, routing_key: &str) -> Disposition {
+        tracing::warn!(message_id = ?rejection.id, tenant_id = ?rejection.tenant_id.as_ref().map(|t| t.as_str()),
+            reason = %rejection.reason, "invalid envelope dead-lettered");
+        if let Err(e) = self
+            .publish_dead(
+                body,
+                &rejection.reason,
+                rejection.id,
+                rejection.tenant_id.as_ref().map(|t| t.as_str()),
+                routing_key,
+            )
+            .await
+        {
+            tracing::warn!(error = %e, "could not dead-letter an invalid envelope; will retry");
+            return Disposition::Requeue;
+        }
+        match self.writer.record_rejection(rejection).await {
+            Ok(()) => Disposition::Ack,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not record an invalid envelope; will retry");
+                Disposition::Requeue
+            }
+        }
+    }
+}
+
+fn describe(err: &ProviderError) -> String {
+    match &err.code {
+        Some(code) => format!("{} (code {code})", err.message),
+        None => err.message.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_grow_exponentially_within_the_cap() {
+        let policy = RetryPolicy {
+            base: Duration::from_millis(100),
+            max: Duration::from_millis(1000),
+            attempts_per_provider: 10,
+        };
+        for _ in 0..200 {
+            assert!(retry_delay(&policy, 1, None) <= Duration::from_millis(100));
+            assert!(retry_delay(&policy, 3, None) <= Duration::from_millis(400));
+            assert!(retry_delay(&policy, 9, None) <= Duration::from_millis(1000));
+            assert!(
+                retry_delay(&policy, 2, Some(Duration::from_millis(700)))
+                    >= Duration::from_millis(700)
+            );
+            assert!(
+                retry_delay(&policy, 2, Some(Duration::from_secs(60)))
+                    <= Duration::from_millis(1000)
+            );
+        }
+    }
+}

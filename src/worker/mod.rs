@@ -1,0 +1,186 @@
+//! The worker: consumes `{ns}.send.email` and `{ns}.send.sms`, runs the delivery policy for
+//! each envelope (see `delivery`), and acks only after the outcome is committed.
+//!
+//! Concurrency is bounded by a semaphore (one permit per delivery in progress) and the broker
+//! prefetch; a slow provider occupies only its own permits. The connection is supervised: when
+//! it drops, the loop reconnects with backoff and re-declares the topology. On shutdown the
+//! worker stops taking deliveries, finishes and acks the ones in progress, then flushes its
+//! writer.
+
+pub mod delivery;
+pub mod resolver;
+pub mod writer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use secrecy::ExposeSecret;
+use sqlx::PgPool;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::domain::Channel;
+use crate::providers::ProviderContext;
+use crate::queue::{Publisher, Topology};
+use delivery::{Deliverer, Disposition};
+use resolver::Resolver;
+use writer::Writer;
+
+/// Runs a worker until `shutdown` is cancelled.
+pub async fn run(config: &Config, pool: PgPool, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let topology = Topology::new(&config.namespace, &config.retry);
+    let (writer, writer_task) = Writer::spawn(
+        pool.clone(),
+        config.worker.batch_size,
+        config.worker.batch_linger,
+    );
+    let ctx = ProviderContext::new(
+        config.provider_bases.clone(),
+        config.allow_private_hosts,
+        config.provider_timeout,
+        config.public_url.clone(),
+    )?;
+    let resolver = Arc::new(Resolver::new(
+        pool.clone(),
+        config.keyring.clone(),
+        ctx,
+        config.provider_cache_ttl,
+    ));
+    let publisher = Arc::new(Publisher::new(
+        config.amqp_url.clone(),
+        "communication-worker-publisher",
+        topology.clone(),
+        2,
+    ));
+    let deliverer = Arc::new(Deliverer {
+        writer: writer.clone(),
+        resolver,
+        publisher: publisher.clone(),
+        topology: topology.clone(),
+        retry: config.retry,
+        public_url: config.public_url.clone(),
+    });
+    let concurrency = config.worker.concurrency;
+    let permits = Arc::new(Semaphore::new(concurrency));
+    let mut backoff = Duration::from_millis(200);
+    while !shutdown.is_cancelled() {
+        match consume(config, &topology, &deliverer, &permits, &shutdown).await {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "worker lost RabbitMQ; reconnecting");
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+    // Finish in-flight deliveries: every permit back means every task acked or nacked.
+    let _all = permits.acquire_many(concurrency as u32).await;
+    tracing::info!("worker drained in-flight deliveries");
+    drop(deliverer);
+    drop(writer);
+    publisher.close().await;
+    let _ = writer_task.await;
+    Ok(())
+}
+
+/// One connection's life: returns Ok on shutdown, Err when the connection is lost.
+async fn consume(
+    config: &Config,
+    topology: &Topology,
+    deliverer: &Arc<Deliverer>,
+    permits: &Arc<Semaphore>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let connection =
+        crate::queue::connect(config.amqp_url.expose_secret(), "communication-worker").await?;
+    let setup = connection.create_channel().await?;
+    topology.declare(&setup).await?;
+    let _ = setup.close(200, "declared".into()).await;
+    let mut streams = Vec::new();
+    for channel in Channel::ALL {
+        let ch = connection.create_channel().await?;
+        ch.basic_qos(config.worker.prefetch, BasicQosOptions { global: false })
+            .await?;
+        let consumer = ch
+            .basic_consume(
+                topology.work_queue(channel).into(),
+                format!(
+                    "communication-worker-{}-{}",
+                    channel.as_str(),
+                    uuid::Uuid::new_v4()
+                )
+                .into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        streams.push((ch, consumer));
+    }
+    tracing::info!(
+        prefetch = config.worker.prefetch,
+        concurrency = config.worker.concurrency,
+        "worker consuming"
+    );
+    let (channels, consumers): (Vec<_>, Vec<_>) = streams.into_iter().unzip();
+    let mut merged = futures::stream::select_all(consumers);
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            p = permits.clone().acquire_owned() => p?,
+        };
+        let next = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            d = merged.next() => d,
+        };
+        let delivery = match next {
+            Some(Ok(d)) => d,
+            Some(Err(e)) => return Err(e.into()),
+            None => anyhow::bail!("consumer stream ended"),
+        };
+        let deliverer = deliverer.clone();
+        metrics::gauge!("communication_worker_in_flight").increment(1.0);
+        tokio::spawn(async move {
+            let routing_key = delivery.routing_key.as_str().to_owned();
+            let outcome = deliverer
+                .handle(
+                    &delivery.data,
+                    delivery.properties.headers().as_ref(),
+                    &routing_key,
+                )
+                .await;
+            let acked = match outcome {
+                Disposition::Ack => delivery.ack(BasicAckOptions::default()).await,
+                Disposition::Requeue => {
+                    // Give the failing dependency a moment before the message comes back.
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    delivery
+                        .nack(BasicNackOptions {
+                            requeue: true,
+                            ..Default::default()
+                        })
+                        .await
+                }
+            };
+            if let Err(e) = acked {
+                tracing::warn!(error = %e, "could not ack a delivery; the broker will redeliver it");
+            }
+            metrics::gauge!("communication_worker_in_flight").decrement(1.0);
+            drop(permit);
+        });
+    }
+    // Stop the broker from pushing more; prefetched but unstarted deliveries return to the
+    // queue when the channels close, after in-flight ones are acked.
+    let _all = permits.acquire_many(config.worker.concurrency as u32).await;
+    for ch in channels {
+        let _ = ch.close(200, "shutdown".into()).await;
+    }
+    let _ = connection.close(200, "shutdown".into()).await;
+    Ok(())
+}

@@ -1,0 +1,266 @@
+//! The batching writer: one per worker process. Deliveries hand it their rows and wait for
+//! the commit; it gathers whatever arrives within a few milliseconds (up to a batch size)
+//! and writes it with one multi-row statement per table in one transaction. If a batch
+//! fails, each request is retried alone so one bad row cannot fail its neighbours.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use sqlx::PgPool;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::domain::{Channel, EventKind};
+use crate::queue::envelope::Rejection;
+use crate::store::messages::{self, ClaimOutcome, DeadLetter, NewEvent, NewMessage, StatusUpdate};
+
+/// Rows one delivery step wants committed together.
+#[derive(Debug, Default, Clone)]
+pub struct Record {
+    pub update: Option<StatusUpdate>,
+    pub events: Vec<NewEvent>,
+    pub dead_letter: Option<DeadLetter>,
+}
+
+enum Request {
+    Claim(NewMessage, oneshot::Sender<Result<ClaimOutcome, String>>),
+    Record(Record, oneshot::Sender<Result<(), String>>),
+}
+
+/// A handle to the writer task.
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<Request>,
+    /// For the rare unbatched writes (invalid envelopes).
+    pool: PgPool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("database write failed: {0}")]
+pub struct WriteError(pub String);
+
+impl Writer {
+    /// Starts the writer; it stops when every handle is dropped, after flushing.
+    pub fn spawn(
+        pool: PgPool,
+        batch_size: usize,
+        linger: Duration,
+    ) -> (Writer, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(batch_size.max(1) * 4);
+        let task = tokio::spawn(run(pool.clone(), rx, batch_size.max(1), linger));
+        (Writer { tx, pool }, task)
+    }
+
+    /// Records a message (first sight) and says whether it is new, known, or a duplicate.
+    pub async fn claim(&self, message: NewMessage) -> Result<ClaimOutcome, WriteError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Claim(message, tx))
+            .await
+            .map_err(|_| WriteError("writer stopped".into()))?;
+        rx.await
+            .map_err(|_| WriteError("writer stopped".into()))?
+            .map_err(WriteError)
+    }
+
+    /// Records an envelope that failed validation: a `failed` message with `failed` and
+    /// `dead_lettered` events when it carries a usable id, tenant and channel, and a
+    /// `dead_letters` row in every case.
+    pub async fn record_rejection(&self, rejection: Rejection) -> Result<(), WriteError> {
+        let w = |e: sqlx::Error| WriteError(e.to_string());
+        let mut tx = self.pool.begin().await.map_err(w)?;
+        let channel = rejection.channel.as_deref().and_then(Channel::parse);
+        if let (Some(id), Some(tenant), Some(channel)) =
+            (rejection.id, &rejection.tenant_id, channel)
+        {
+            let row = NewMessage {
+                id,
+                tenant_id: tenant.as_str().to_owned(),
+                channel: channel.as_str().to_owned(),
+                recipient: rejection.to.clone().unwrap_or_default(),
+                idempotency_key: None,
+                metadata: None,
+                ttl_seconds: None,
+                created_at: Utc::now(),
+            };
+            if messages::record_rejected(&mut tx, &row, &rejection.reason)
+                .await
+                .map_err(w)?
+            {
+                let detail = Some(serde_json::json!({"reason": rejection.reason}));
+                let events: Vec<NewEvent> = [EventKind::Failed, EventKind::DeadLettered]
+                    .into_iter()
+                    .map(|kind| NewEvent {
+                        message_id: id,
+                        tenant_id: tenant.as_str().to_owned(),
+                        kind: kind.as_str(),
+                        provider_id: None,
+                        detail: detail.clone(),
+                        at: Utc::now(),
+                    })
+                    .collect();
+                messages::insert_events(&mut tx, &events).await.map_err(w)?;
+            }
+        }
+        messages::insert_dead_letters(
+            &mut tx,
+            &[DeadLetter {
+                message_id: rejection.id,
+                tenant_id: rejection.tenant_id.as_ref().map(|t| t.as_str().to_owned()),
+                reason: rejection.reason.clone(),
+            }],
+        )
+        .await
+        .map_err(w)?;
+        tx.commit().await.map_err(w)?;
+        Ok(())
+    }
+
+    /// Commits a step's rows; returns once they are durable.
+    pub async fn record(&self, record: Record) -> Result<(), WriteError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Record(record, tx))
+            .await
+            .map_err(|_| WriteError("writer stopped".into()))?;
+        rx.await
+            .map_err(|_| WriteError("writer stopped".into()))?
+            .map_err(WriteError)
+    }
+}
+
+async fn run(pool: PgPool, mut rx: mpsc::Receiver<Request>, batch_size: usize, linger: Duration) {
+    let mut batch: Vec<Request> = Vec::with_capacity(batch_size);
+    loop {
+        let Some(first) = rx.recv().await else {
+            return;
+        };
+        batch.push(first);
+        let deadline = tokio::time::Instant::now() + linger;
+        while batch.len() < batch_size {
+            // Take whatever is already queued without waiting, then linger for more.
+            match rx.try_recv() {
+                Ok(r) => {
+                    batch.push(r);
+                    continue;
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+                Err(mpsc::error::TryRecvError::Empty) => {}
+            }
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(r)) => batch.push(r),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let started = std::time::Instant::now();
+        let size = batch.len();
+        flush(&pool, std::mem::take(&mut batch)).await;
+        metrics::histogram!("communication_db_batch_seconds")
+            .record(started.elapsed().as_secs_f64());
+        metrics::histogram!("communication_db_batch_size").record(size as f64);
+    }
+}
+
+async fn flush(pool: &PgPool, batch: Vec<Request>) {
+    let mut claims = Vec::new();
+    let mut claim_tx = Vec::new();
+    let mut updates = Vec::new();
+    let mut events = Vec::new();
+    let mut dead = Vec::new();
+    let mut record_tx = Vec::new();
+    // Keep the requests so a failed batch can be retried one by one.
+    let mut originals = Vec::with_capacity(batch.len());
+    for req in batch {
+        match req {
+            Request::Claim(m, tx) => {
+                claims.push(m.clone());
+                claim_tx.push(tx);
+                originals.push(Single::Claim(m));
+            }
+            Request::Record(r, tx) => {
+                updates.extend(r.update.clone());
+                events.extend(r.events.iter().cloned());
+                dead.extend(r.dead_letter.clone());
+                record_tx.push(tx);
+                originals.push(Single::Record(r));
+            }
+        }
+    }
+    match write_all(pool, &claims, &updates, &events, &dead).await {
+        Ok(outcomes) => {
+            for (tx, outcome) in claim_tx.into_iter().zip(outcomes) {
+                let _ = tx.send(Ok(outcome));
+            }
+            for tx in record_tx {
+                let _ = tx.send(Ok(()));
+            }
+        }
+        Err(e) if originals.len() == 1 => {
+            let msg = e.to_string();
+            tracing::warn!(error = %msg, "database write failed");
+            for tx in claim_tx {
+                let _ = tx.send(Err(msg.clone()));
+            }
+            for tx in record_tx {
+                let _ = tx.send(Err(msg.clone()));
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, rows = originals.len(), "batched write failed; writing one by one");
+            let mut claim_tx = claim_tx.into_iter();
+            let mut record_tx = record_tx.into_iter();
+            for single in originals {
+                match single {
+                    Single::Claim(m) => {
+                        let r = write_all(pool, std::slice::from_ref(&m), &[], &[], &[])
+                            .await
+                            .map_err(|e| e.to_string())
+                            .and_then(|mut o| o.pop().ok_or_else(|| "no outcome".to_string()));
+                        if let Some(tx) = claim_tx.next() {
+                            let _ = tx.send(r);
+                        }
+                    }
+                    Single::Record(rec) => {
+                        let r = write_all(
+                            pool,
+                            &[],
+                            rec.update.as_slice(),
+                            &rec.events,
+                            rec.dead_letter.as_slice(),
+                        )
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string());
+                        if let Some(tx) = record_tx.next() {
+                            let _ = tx.send(r);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+enum Single {
+    Claim(NewMessage),
+    Record(Record),
+}
+
+async fn write_all(
+    pool: &PgPool,
+    claims: &[NewMessage],
+    updates: &[StatusUpdate],
+    events: &[NewEvent],
+    dead: &[DeadLetter],
+) -> Result<Vec<ClaimOutcome>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let outcomes = if claims.is_empty() {
+        Vec::new()
+    } else {
+        messages::claim_messages(&mut tx, claims).await?
+    };
+    messages::apply_updates(&mut tx, updates).await?;
+    messages::insert_events(&mut tx, events).await?;
+    messages::insert_dead_letters(&mut tx, dead).await?;
+    tx.commit().await?;
+    Ok(outcomes)
+}
