@@ -6,7 +6,7 @@
 //!   form fields `To`, `From` or `MessagingServiceSid`, `Body`, and `StatusCallback` when the
 //!   worker asks for receipts; the returned `sid` becomes the provider message id;
 //! - the credentials check: `GET {base}/2010-04-01/Accounts/{AccountSid}.json` (fetch Account);
-//! - the classification of Twilio's errors (see [`class_for_code`] for the table);
+//! - the classification of Twilio's errors (see `class_for_code` for the table);
 //! - the two helpers the webhook endpoint needs for status callbacks: [`verify_signature`]
 //!   (`X-Twilio-Signature`) and [`parse_status_callback`].
 //!
@@ -229,7 +229,7 @@ struct AccountBody {
 }
 
 /// How Twilio's documented REST error codes are handled. Codes not listed fall back to the
-/// HTTP status ([`class_for_status`]).
+/// HTTP status (`class_for_status`).
 ///
 /// | code  | meaning (Twilio error dictionary)                               | class               |
 /// |-------|-----------------------------------------------------------------|---------------------|
