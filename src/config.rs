@@ -378,7 +378,8 @@ mod tests {
 
     #[test]
     fn each_problem_names_its_variable() {
-        let cases: Vec<(Vec<(&str, &str)>, bool, &str)> = vec![
+        type Case<'a> = (Vec<(&'a str, &'a str)>, bool, &'a str);
+        let cases: Vec<Case> = vec![
             (vec![("ENCRYPTION_SECRET", KEY)], false, "DATABASE_URL"),
             (
                 vec![("DATABASE_URL", "postgres://x/y")],

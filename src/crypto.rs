@@ -222,7 +222,7 @@ mod tests {
         let aad = provider_aad(None, Uuid::nil());
         let before = Keyring::from_base64(&old, &[]).expect("valid");
         let blob = before.encrypt(b"x", &aad);
-        let after = Keyring::from_base64(&new, &[old.clone()]).expect("valid");
+        let after = Keyring::from_base64(&new, std::slice::from_ref(&old)).expect("valid");
         assert_eq!(after.decrypt(&blob, &aad).as_deref(), Ok(&b"x"[..]));
         assert!(!after.is_current(&blob));
         let forgotten = Keyring::from_base64(&new, &[]).expect("valid");

@@ -142,7 +142,12 @@ impl TestApp {
     }
 
     /// A request as the service acting for `tenant`.
-    pub fn as_tenant(&self, method: reqwest::Method, path: &str, tenant: &str) -> reqwest::RequestBuilder {
+    pub fn as_tenant(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        tenant: &str,
+    ) -> reqwest::RequestBuilder {
         self.http
             .request(method, self.url(path))
             .bearer_auth(SERVICE_TOKEN)
@@ -160,7 +165,14 @@ impl TestApp {
         r.json().await.expect("json")
     }
 
-    pub async fn system_provider(&self, tenant: &str, channel: &str, name: &str, behavior: &str, priority: i64) -> String {
+    pub async fn system_provider(
+        &self,
+        tenant: &str,
+        channel: &str,
+        name: &str,
+        behavior: &str,
+        priority: i64,
+    ) -> String {
         let p = self
             .create_provider(
                 tenant,
@@ -181,7 +193,10 @@ impl TestApp {
 
     pub async fn send_sms(&self, tenant: &str, text: &str) -> String {
         let r = self
-            .send(tenant, json!({"channel": "sms", "to": "+14155550100", "content": {"text": text}}))
+            .send(
+                tenant,
+                json!({"channel": "sms", "to": "+14155550100", "content": {"text": text}}),
+            )
             .await;
         assert_eq!(r.status(), 202);
         let body: Value = r.json().await.expect("json");
@@ -223,14 +238,19 @@ impl TestApp {
     pub async fn publish_raw(&self, routing_key: &str, body: &[u8]) {
         let conn = self.amqp().await;
         let ch = conn.create_channel().await.expect("channel");
-        ch.confirm_select(Default::default()).await.expect("confirm");
+        ch.confirm_select(Default::default())
+            .await
+            .expect("confirm");
         // Make sure the topology exists even if the worker has not declared it yet.
         self.topology().declare(&ch).await.expect("declare");
         let confirm = ch
             .basic_publish(
                 format!("{}.send", self.namespace).into(),
                 routing_key.into(),
-                BasicPublishOptions { mandatory: true, ..Default::default() },
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
                 body,
                 BasicProperties::default()
                     .with_delivery_mode(2)
@@ -251,7 +271,10 @@ impl TestApp {
         let ch = conn.create_channel().await.expect("channel");
         let mut out = Vec::new();
         while let Some(msg) = ch
-            .basic_get(format!("{}.dead", self.namespace).into(), BasicGetOptions { no_ack: true })
+            .basic_get(
+                format!("{}.dead", self.namespace).into(),
+                BasicGetOptions { no_ack: true },
+            )
             .await
             .expect("basic_get")
         {
@@ -268,14 +291,18 @@ impl TestApp {
     pub async fn event_types(&self, body: &Value) -> Vec<String> {
         body["events"]
             .as_array()
-            .map(|a| a.iter().map(|e| e["type"].as_str().unwrap_or("").to_owned()).collect())
+            .map(|a| {
+                a.iter()
+                    .map(|e| e["type"].as_str().unwrap_or("").to_owned())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
     /// Stops the app and removes its queues and database.
-    pub async fn cleanup(self) {
+    pub async fn cleanup(mut self) {
         self.shutdown.cancel();
-        for t in self.tasks {
+        for t in std::mem::take(&mut self.tasks) {
             let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
         }
         let topology = self.topology();
@@ -290,10 +317,16 @@ impl TestApp {
                 }
             }
             for n in names {
-                let _ = ch.queue_delete(n.into(), QueueDeleteOptions::default()).await;
+                let _ = ch
+                    .queue_delete(n.into(), QueueDeleteOptions::default())
+                    .await;
             }
-            let _ = ch.exchange_delete(topology.send_exchange().into(), Default::default()).await;
-            let _ = ch.exchange_delete(topology.dead_exchange().into(), Default::default()).await;
+            let _ = ch
+                .exchange_delete(topology.send_exchange().into(), Default::default())
+                .await;
+            let _ = ch
+                .exchange_delete(topology.dead_exchange().into(), Default::default())
+                .await;
             let _ = conn.close(200, "done".into()).await;
         }
         self.pool.close().await;
