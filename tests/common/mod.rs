@@ -31,6 +31,8 @@ pub struct TestApp {
     pub namespace: String,
     pub db_name: String,
     pub config: Arc<Config>,
+    /// The base64 ENCRYPTION_SECRET the app runs with.
+    pub secret: String,
     pub shutdown: CancellationToken,
     pub tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -76,12 +78,13 @@ impl TestApp {
         communication::telemetry::init_crypto_provider();
         let (db_name, pool) = create_database().await;
         let namespace = format!("test-{}", Uuid::new_v4().simple());
+        let secret = test_key();
         let mut vars: HashMap<String, String> = HashMap::from([
             (
                 "DATABASE_URL".into(),
                 format!("postgres://postgres@127.0.0.1:5432/{db_name}"),
             ),
-            ("ENCRYPTION_SECRET".into(), test_key()),
+            ("ENCRYPTION_SECRET".into(), secret.clone()),
             ("COMMUNICATION_SERVICE_TOKEN".into(), SERVICE_TOKEN.into()),
             ("COMMUNICATION_NAMESPACE".into(), namespace.clone()),
             ("COMMUNICATION_RETRY_BASE_MS".into(), "100".into()),
@@ -128,9 +131,14 @@ impl TestApp {
             namespace,
             db_name,
             config,
+            secret,
             shutdown,
             tasks,
         }
+    }
+
+    pub fn config_secret(&self) -> String {
+        self.secret.clone()
     }
 
     pub fn topology(&self) -> Topology {
