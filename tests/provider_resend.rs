@@ -1,6 +1,7 @@
 //! The Resend adapter against a mock of Resend's API: the exact request Resend documents, the
 //! classification of every documented error, credential checks, and webhook verification.
 
+#[path = "email_support/mod.rs"]
 mod common;
 
 use std::time::Duration;
