@@ -1,16 +1,382 @@
-//! The `postmark` adapter (not yet implemented in this build).
+//! The Postmark adapter: sends email through `POST {base}/email` with the server token in
+//! `X-Postmark-Server-Token`, checks the token through `GET {base}/server`, and classifies
+//! Postmark's API error codes (`{ErrorCode, Message}`, mostly on HTTP 422) into the delivery
+//! policy's classes.
+//!
+//! Postmark has no idempotency key: a retry after a timeout can send twice. Our message id
+//! travels in `Metadata.message_id`, which Postmark echoes in its webhooks.
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
+use reqwest::StatusCode;
+use reqwest::header::{ACCEPT, HeaderMap, HeaderValue};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{Provider, ProviderContext, factory::BuildError};
+use super::{
+    CheckReport, ErrorClass, OutboundMessage, Provider, ProviderContext, ProviderError,
+    ProviderKind, SendReceipt, factory::BuildError, retry_after_seconds,
+};
+use crate::domain::{Content, Recipient};
 
+const PROVIDER: &str = "postmark";
+const TOKEN_HEADER: &str = "X-Postmark-Server-Token";
+const DEFAULT_STREAM: &str = "outbound";
+/// Postmark's metadata limits: 10 fields, names up to 20 characters, values up to 80.
+const MAX_METADATA_FIELDS: usize = 10;
+const MAX_METADATA_NAME: usize = 20;
+const MAX_METADATA_VALUE: usize = 80;
+const MAX_DETAIL_CHARS: usize = 300;
+
+/// One configured Postmark server (server token).
+pub struct PostmarkProvider {
+    http: reqwest::Client,
+    email_url: String,
+    server_url: String,
+    /// The server token, marked sensitive.
+    token: HeaderValue,
+    /// Kept only to scrub it from provider messages.
+    token_text: String,
+    from: String,
+    message_stream: String,
+    reply_to: Option<String>,
+}
+
+impl std::fmt::Debug for PostmarkProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostmarkProvider")
+            .field("email_url", &self.email_url)
+            .field("from", &self.from)
+            .field("message_stream", &self.message_stream)
+            .field("server_token", &"****")
+            .finish()
+    }
+}
+
+/// Builds the adapter from its whole decrypted configuration (`server_token`, `from`,
+/// `message_stream?` (default `outbound`), `reply_to?`).
 pub fn build(
-    _config: &Map<String, Value>,
-    _ctx: &ProviderContext,
+    config: &Map<String, Value>,
+    ctx: &ProviderContext,
 ) -> Result<Arc<dyn Provider>, BuildError> {
-    Err(BuildError(
-        "the postmark adapter is not available in this build".into(),
-    ))
+    let token = required(config, "server_token")?;
+    let from = required(config, "from")?;
+    let optional = |field: &str| {
+        config
+            .get(field)
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    let mut token_header = HeaderValue::from_str(token).map_err(|_| {
+        BuildError("postmark: server_token contains characters an HTTP header cannot carry".into())
+    })?;
+    token_header.set_sensitive(true);
+    let base = ctx.bases.postmark.trim_end_matches('/');
+    Ok(Arc::new(PostmarkProvider {
+        http: ctx.http.clone(),
+        email_url: format!("{base}/email"),
+        server_url: format!("{base}/server"),
+        token: token_header,
+        token_text: token.to_owned(),
+        from: from.to_owned(),
+        message_stream: optional("message_stream").unwrap_or_else(|| DEFAULT_STREAM.into()),
+        reply_to: optional("reply_to"),
+    }))
+}
+
+fn required<'a>(config: &'a Map<String, Value>, field: &str) -> Result<&'a str, BuildError> {
+    config
+        .get(field)
+        .and_then(Value::as_str)
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| BuildError(format!("postmark: config.{field} is required")))
+}
+
+/// The JSON body of `POST /email` (Postmark's PascalCase field names).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct SendEmail<'a> {
+    from: &'a str,
+    to: &'a str,
+    subject: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text_body: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    html_body: Option<&'a str>,
+    message_stream: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reply_to: Option<&'a str>,
+    metadata: Map<String, Value>,
+}
+
+/// Postmark's answer to `/email`, success or error alike.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ApiAnswer {
+    #[serde(rename = "MessageID")]
+    message_id: Option<String>,
+    error_code: Option<i64>,
+    message: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ServerInfo {
+    #[serde(rename = "ID")]
+    id: Option<i64>,
+    name: Option<String>,
+}
+
+impl PostmarkProvider {
+    fn request_body<'a>(
+        &'a self,
+        message: &'a OutboundMessage<'_>,
+    ) -> Result<SendEmail<'a>, ProviderError> {
+        let to = match message.to {
+            Recipient::Email(address) => address.as_str(),
+            Recipient::Phone(_) => {
+                return Err(ProviderError::recipient(
+                    "postmark: sends email only, the recipient is a phone number",
+                )
+                .with_code("unsupported_recipient"));
+            }
+        };
+        let content = message.content;
+        let text_body = non_blank(content.text.as_deref());
+        let html_body = non_blank(content.html.as_deref());
+        if text_body.is_none() && html_body.is_none() {
+            return Err(ProviderError::recipient(
+                "postmark: the message has neither text nor html",
+            )
+            .with_code("empty_content"));
+        }
+        Ok(SendEmail {
+            from: &self.from,
+            to,
+            subject: content.subject.as_deref().unwrap_or_default(),
+            text_body,
+            html_body,
+            message_stream: &self.message_stream,
+            reply_to: reply_to(self.reply_to.as_deref(), message.metadata),
+            metadata: metadata(message),
+        })
+    }
+
+    fn error_from(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        answer: &ApiAnswer,
+        content: Option<&Content>,
+    ) -> ProviderError {
+        let detail = answer.message.as_deref().unwrap_or_default();
+        let class = classify(status.as_u16(), answer.error_code, detail, headers);
+        let code = match answer.error_code {
+            Some(c) => c.to_string(),
+            None => format!("http_{}", status.as_u16()),
+        };
+        let mut scrub = vec![self.token_text.as_str()];
+        if let Some(c) = content {
+            scrub.extend(c.text.as_deref());
+            scrub.extend(c.html.as_deref());
+        }
+        let detail = sanitize(detail, &scrub);
+        let mut text = format!("{PROVIDER}: error {code} (HTTP {})", status.as_u16());
+        if !detail.is_empty() {
+            text.push_str(": ");
+            text.push_str(&detail);
+        }
+        ProviderError {
+            class,
+            message: text,
+            code: Some(code),
+        }
+    }
+}
+
+/// The classification table, by Postmark's `ErrorCode` first, then the HTTP status.
+///
+/// | Postmark says | class |
+/// |---|---|
+/// | 406 inactive recipient (hard bounce, complaint, manual suppression) | recipient-permanent |
+/// | 300 invalid email request, about `To` or the message itself | recipient-permanent |
+/// | 300 about `From` / `ReplyTo` | provider-permanent |
+/// | 10 bad or missing token, 400 sender signature not found, 401 sender signature not confirmed, 405 not allowed to send, 412 account pending, 413 account may not send | provider-permanent |
+/// | 100 maintenance, 429 rate limit (code or status), HTTP 408, 5xx | transient, honouring `Retry-After` |
+/// | HTTP 401 / 403 without a code | provider-permanent |
+/// | any other code (402/403/409 bad JSON, 411 attachment, …) | provider-permanent |
+fn classify(
+    status: u16,
+    error_code: Option<i64>,
+    message: &str,
+    headers: &HeaderMap,
+) -> ErrorClass {
+    let transient = || ErrorClass::Transient {
+        retry_after: retry_after_seconds(headers),
+    };
+    match (error_code, status) {
+        (Some(406), _) => ErrorClass::RecipientPermanent,
+        (Some(300), _) if about_sender(message) => ErrorClass::ProviderPermanent,
+        (Some(300), _) => ErrorClass::RecipientPermanent,
+        (Some(10 | 400 | 401 | 405 | 412 | 413), _) => ErrorClass::ProviderPermanent,
+        (Some(100 | 429), _) | (_, 429 | 408 | 500..=599) => transient(),
+        _ => ErrorClass::ProviderPermanent,
+    }
+}
+
+/// Whether an "invalid email request" message is about our sender settings, e.g. "Invalid
+/// 'From' address: …" or "Error parsing 'ReplyTo': …".
+fn about_sender(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    ["'from'", "from address", "'replyto'", "reply-to", "replyto"]
+        .iter()
+        .any(|p| m.contains(p))
+}
+
+#[async_trait]
+impl Provider for PostmarkProvider {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Postmark
+    }
+
+    async fn send(&self, message: &OutboundMessage<'_>) -> Result<SendReceipt, ProviderError> {
+        let body = self.request_body(message)?;
+        let response = self
+            .http
+            .post(&self.email_url)
+            .header(TOKEN_HEADER, self.token.clone())
+            .header(ACCEPT, "application/json")
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| ProviderError::from_transport(PROVIDER, &e))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.unwrap_or_default();
+        let answer: ApiAnswer = serde_json::from_slice(&bytes).unwrap_or_default();
+        if status.is_success() && answer.error_code.unwrap_or(0) == 0 {
+            if answer.message_id.is_none() {
+                tracing::warn!(message_id = %message.id, "postmark accepted the email without a MessageID");
+            }
+            return Ok(SendReceipt {
+                provider_message_id: answer.message_id.filter(|id| !id.trim().is_empty()),
+            });
+        }
+        Err(self.error_from(status, &headers, &answer, Some(message.content)))
+    }
+
+    async fn check(&self) -> Result<CheckReport, ProviderError> {
+        let response = self
+            .http
+            .get(&self.server_url)
+            .header(TOKEN_HEADER, self.token.clone())
+            .header(ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| ProviderError::from_transport(PROVIDER, &e))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.unwrap_or_default();
+        if !status.is_success() {
+            let answer: ApiAnswer = serde_json::from_slice(&bytes).unwrap_or_default();
+            return Err(self.error_from(status, &headers, &answer, None));
+        }
+        let server: ServerInfo = serde_json::from_slice(&bytes).map_err(|_| {
+            ProviderError::transient("postmark: the server details could not be read")
+                .with_code("unreadable_response")
+        })?;
+        let name = sanitize(server.name.as_deref().unwrap_or("unnamed"), &[]);
+        let id = server.id.map(|i| format!(" (id {i})")).unwrap_or_default();
+        Ok(CheckReport {
+            detail: format!(
+                "server token accepted for server {name}{id}; sending through stream {}",
+                self.message_stream
+            ),
+        })
+    }
+}
+
+fn non_blank(s: Option<&str>) -> Option<&str> {
+    s.filter(|s| !s.trim().is_empty())
+}
+
+/// `config.reply_to`, else `metadata.reply_to` when it is a plausible single address.
+fn reply_to<'a>(configured: Option<&'a str>, metadata: Option<&'a Value>) -> Option<&'a str> {
+    configured.or_else(|| {
+        metadata?
+            .get("reply_to")?
+            .as_str()
+            .map(str::trim)
+            .filter(|s| s.contains('@') && s.len() <= 320 && !s.chars().any(char::is_control))
+    })
+}
+
+/// `message_id` (ours) plus the tenant's `metadata.tags` object, within Postmark's limits
+/// (10 fields, names ≤ 20 characters, values ≤ 80): entries that do not fit are dropped.
+fn metadata(message: &OutboundMessage<'_>) -> Map<String, Value> {
+    let mut fields = Map::new();
+    fields.insert("message_id".into(), Value::String(message.id.to_string()));
+    let Some(Value::Object(tags)) = message.metadata.and_then(|m| m.get("tags")) else {
+        return fields;
+    };
+    let mut entries: Vec<(&String, &Value)> = tags.iter().collect();
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    for (name, value) in entries {
+        if fields.len() >= MAX_METADATA_FIELDS {
+            break;
+        }
+        let value = match value {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            _ => continue,
+        };
+        if name != "message_id"
+            && !name.is_empty()
+            && name.chars().count() <= MAX_METADATA_NAME
+            && value.chars().count() <= MAX_METADATA_VALUE
+        {
+            fields.insert(name.clone(), Value::String(value));
+        }
+    }
+    fields
+}
+
+fn sanitize(detail: &str, scrub: &[&str]) -> String {
+    let mut s = detail.to_owned();
+    for secret in scrub {
+        if secret.len() >= 6 {
+            s = s.replace(secret, "[redacted]");
+        }
+    }
+    let s: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_DETAIL_CHARS)
+        .collect();
+    s.trim().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_request_messages_about_the_sender_are_recognised() {
+        assert!(about_sender(
+            "Invalid 'From' address: 'noreply@'. It must contain the '@' symbol."
+        ));
+        assert!(about_sender(
+            "Error parsing 'ReplyTo': Illegal email address"
+        ));
+        assert!(!about_sender(
+            "Error parsing 'To': Illegal email address 'ada'. It must contain the '@' symbol."
+        ));
+        assert!(!about_sender(
+            "Provide either email TextBody or HtmlBody or both."
+        ));
+    }
 }

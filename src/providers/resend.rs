@@ -1,16 +1,473 @@
-//! The `resend` adapter (not yet implemented in this build).
+//! The Resend adapter: sends email through `POST {base}/emails`, checks credentials through
+//! `GET {base}/domains`, and classifies Resend's documented errors (`{statusCode, message,
+//! name}`) into the delivery policy's classes. Webhook signature checks and event parsing live
+//! in `resend/webhook.rs` and are re-exported here.
+//!
+//! Every send carries `Idempotency-Key: <our message id>`: Resend keeps the key for 24 hours, so
+//! a retry after a timeout returns the first answer instead of sending the email twice.
+
+mod webhook;
+
+pub use webhook::{event_receipt, parse_event, verify_webhook};
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use async_trait::async_trait;
+use reqwest::StatusCode;
+use reqwest::header::{AUTHORIZATION, HeaderValue};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{Provider, ProviderContext, factory::BuildError};
+use super::{
+    CheckReport, ErrorClass, OutboundMessage, Provider, ProviderContext, ProviderError,
+    ProviderKind, SendReceipt, factory::BuildError, retry_after_seconds,
+};
+use crate::domain::{Content, Recipient};
 
+const PROVIDER: &str = "resend";
+/// Tags per message we pass along (our `message_id` tag included).
+const MAX_TAGS: usize = 10;
+/// Longest provider message we keep in an error (they are stored with the message's events).
+const MAX_DETAIL_CHARS: usize = 300;
+
+/// One configured Resend account.
+pub struct ResendProvider {
+    http: reqwest::Client,
+    emails_url: String,
+    domains_url: String,
+    /// `Bearer <api key>`, marked sensitive so it never shows in reqwest's debug output.
+    auth: HeaderValue,
+    /// Kept only to scrub it from provider messages before they are stored.
+    api_key: String,
+    from: String,
+    reply_to: Option<String>,
+}
+
+impl std::fmt::Debug for ResendProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResendProvider")
+            .field("emails_url", &self.emails_url)
+            .field("from", &self.from)
+            .field("api_key", &"****")
+            .finish()
+    }
+}
+
+/// Builds the adapter from its whole decrypted configuration (`api_key`, `from`, `reply_to?`,
+/// `webhook_secret?`; the secret is used by [`verify_webhook`], not here).
 pub fn build(
-    _config: &Map<String, Value>,
-    _ctx: &ProviderContext,
+    config: &Map<String, Value>,
+    ctx: &ProviderContext,
 ) -> Result<Arc<dyn Provider>, BuildError> {
-    Err(BuildError(
-        "the resend adapter is not available in this build".into(),
-    ))
+    let api_key = required(config, "api_key")?;
+    let from = required(config, "from")?;
+    let reply_to = config
+        .get("reply_to")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let mut auth = HeaderValue::from_str(&format!("Bearer {api_key}")).map_err(|_| {
+        BuildError("resend: api_key contains characters an HTTP header cannot carry".into())
+    })?;
+    auth.set_sensitive(true);
+    let base = ctx.bases.resend.trim_end_matches('/');
+    Ok(Arc::new(ResendProvider {
+        http: ctx.http.clone(),
+        emails_url: format!("{base}/emails"),
+        domains_url: format!("{base}/domains"),
+        auth,
+        api_key: api_key.to_owned(),
+        from: from.to_owned(),
+        reply_to,
+    }))
+}
+
+fn required<'a>(config: &'a Map<String, Value>, field: &str) -> Result<&'a str, BuildError> {
+    config
+        .get(field)
+        .and_then(Value::as_str)
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| BuildError(format!("resend: config.{field} is required")))
+}
+
+/// The JSON body of `POST /emails` (field names from Resend's OpenAPI `SendEmailRequest`).
+#[derive(Debug, Serialize)]
+struct SendEmailRequest<'a> {
+    from: &'a str,
+    to: [&'a str; 1],
+    subject: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    html: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reply_to: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tags: Vec<Tag>,
+}
+
+#[derive(Debug, Serialize)]
+struct Tag {
+    name: String,
+    value: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct SendEmailResponse {
+    id: Option<String>,
+}
+
+/// Resend's error body: `{statusCode, message, name}`.
+#[derive(Debug, Default, Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ListDomainsResponse {
+    #[serde(default)]
+    data: Vec<DomainItem>,
+    #[serde(default)]
+    has_more: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct DomainItem {
+    name: Option<String>,
+    status: Option<String>,
+}
+
+impl ResendProvider {
+    fn request_body<'a>(
+        &'a self,
+        message: &'a OutboundMessage<'_>,
+    ) -> Result<SendEmailRequest<'a>, ProviderError> {
+        let to = match message.to {
+            Recipient::Email(address) => address.as_str(),
+            Recipient::Phone(_) => {
+                return Err(ProviderError::recipient(
+                    "resend: sends email only, the recipient is a phone number",
+                )
+                .with_code("unsupported_recipient"));
+            }
+        };
+        let content = message.content;
+        let text = non_blank(content.text.as_deref());
+        let html = non_blank(content.html.as_deref());
+        if text.is_none() && html.is_none() {
+            return Err(
+                ProviderError::recipient("resend: the message has neither text nor html")
+                    .with_code("empty_content"),
+            );
+        }
+        Ok(SendEmailRequest {
+            from: &self.from,
+            to: [to],
+            subject: content.subject.as_deref().unwrap_or_default(),
+            text,
+            html,
+            reply_to: reply_to(self.reply_to.as_deref(), message.metadata),
+            tags: tags(message),
+        })
+    }
+
+    /// Turns a non-2xx answer into a classified error whose message is safe to store.
+    fn error_from(
+        &self,
+        status: StatusCode,
+        retry_after: Option<Duration>,
+        body: &[u8],
+        content: Option<&Content>,
+    ) -> ProviderError {
+        let parsed: ErrorBody = serde_json::from_slice(body).unwrap_or_default();
+        let name = parsed.name.as_deref().unwrap_or_default();
+        let detail = parsed.message.as_deref().unwrap_or_default();
+        let class = classify(status.as_u16(), name, detail, retry_after);
+        let code = if name.is_empty() {
+            format!("http_{}", status.as_u16())
+        } else {
+            name.to_owned()
+        };
+        let mut scrub = vec![self.api_key.as_str()];
+        if let Some(c) = content {
+            scrub.extend(c.text.as_deref());
+            scrub.extend(c.html.as_deref());
+        }
+        let detail = sanitize(detail, &scrub);
+        let message = if detail.is_empty() {
+            format!("{PROVIDER}: {code} (HTTP {})", status.as_u16())
+        } else {
+            format!("{PROVIDER}: {code} (HTTP {}): {detail}", status.as_u16())
+        };
+        ProviderError {
+            class,
+            message,
+            code: None,
+        }
+        .with_code(code)
+    }
+}
+
+/// The classification table (see the module docs of `providers` for the classes).
+///
+/// | Resend says | class |
+/// |---|---|
+/// | `daily_quota_exceeded`, `monthly_quota_exceeded` (429) | provider-permanent: not soon |
+/// | `rate_limit_exceeded` or any other 429 | transient, honouring `Retry-After` |
+/// | `concurrent_idempotent_requests` (409) | transient: the first try is still running |
+/// | `invalid_idempotent_request` or any other 409 | provider-permanent |
+/// | 401 / 403 (`missing_api_key`, `invalid_api_key`, `restricted_api_key`, unverified domain, testing-only account, `invalid_from_address`) | provider-permanent |
+/// | 400 / 422 `invalid_to_address`, or a validation error about the `to` field | recipient-permanent |
+/// | any other 400 / 422 (invalid `from`, missing field, …) | provider-permanent |
+/// | 408, 5xx (`application_error`, `internal_server_error`) | transient |
+/// | anything else | provider-permanent |
+pub fn classify(
+    status: u16,
+    name: &str,
+    message: &str,
+    retry_after: Option<Duration>,
+) -> ErrorClass {
+    match (status, name) {
+        (_, "daily_quota_exceeded" | "monthly_quota_exceeded") => ErrorClass::ProviderPermanent,
+        (_, "rate_limit_exceeded" | "concurrent_idempotent_requests") | (429, _) => {
+            ErrorClass::Transient { retry_after }
+        }
+        (409, _) | (401 | 403, _) => ErrorClass::ProviderPermanent,
+        (400 | 422, "invalid_to_address") => ErrorClass::RecipientPermanent,
+        (400 | 422, _) if mentions_to_field(message) => ErrorClass::RecipientPermanent,
+        (408, _) | (500..=599, _) => ErrorClass::Transient { retry_after },
+        _ => ErrorClass::ProviderPermanent,
+    }
+}
+
+/// Whether a validation message is about the recipient (`to`) field, e.g. "Invalid `to` field.
+/// The email address needs to follow the `email@example.com` format." A message about `from`
+/// or `reply_to` does not match.
+fn mentions_to_field(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    [
+        "`to`",
+        "'to'",
+        "\"to\"",
+        "invalid to ",
+        " to field",
+        "to address",
+    ]
+    .iter()
+    .any(|p| m.contains(p))
+        || m.starts_with("to ")
+}
+
+#[async_trait]
+impl Provider for ResendProvider {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Resend
+    }
+
+    async fn send(&self, message: &OutboundMessage<'_>) -> Result<SendReceipt, ProviderError> {
+        let body = self.request_body(message)?;
+        let response = self
+            .http
+            .post(&self.emails_url)
+            .header(AUTHORIZATION, self.auth.clone())
+            .header("Idempotency-Key", message.id.to_string())
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| ProviderError::from_transport(PROVIDER, &e))?;
+        let status = response.status();
+        if status.is_success() {
+            // Resend accepted the email: an unreadable body must not turn into a retry.
+            let id = match response.json::<SendEmailResponse>().await {
+                Ok(r) => r.id,
+                Err(_) => {
+                    tracing::warn!(message_id = %message.id, "resend accepted the email but its answer carried no id");
+                    None
+                }
+            };
+            return Ok(SendReceipt {
+                provider_message_id: id,
+            });
+        }
+        let retry_after = retry_after_seconds(response.headers());
+        let bytes = response.bytes().await.unwrap_or_default();
+        Err(self.error_from(status, retry_after, &bytes, Some(message.content)))
+    }
+
+    async fn check(&self) -> Result<CheckReport, ProviderError> {
+        let response = self
+            .http
+            .get(&self.domains_url)
+            .header(AUTHORIZATION, self.auth.clone())
+            .send()
+            .await
+            .map_err(|e| ProviderError::from_transport(PROVIDER, &e))?;
+        let status = response.status();
+        let retry_after = retry_after_seconds(response.headers());
+        let bytes = response.bytes().await.unwrap_or_default();
+        if !status.is_success() {
+            let parsed: ErrorBody = serde_json::from_slice(&bytes).unwrap_or_default();
+            if status == StatusCode::UNAUTHORIZED
+                && parsed.name.as_deref() == Some("restricted_api_key")
+            {
+                // A sending-only key cannot list domains, and that is the key tenants should use.
+                return Ok(CheckReport {
+                    detail: "API key accepted (restricted to sending, domains not listed)".into(),
+                });
+            }
+            return Err(self.error_from(status, retry_after, &bytes, None));
+        }
+        let list: ListDomainsResponse = serde_json::from_slice(&bytes).map_err(|_| {
+            ProviderError::transient("resend: the domain list could not be read")
+                .with_code("unreadable_response")
+        })?;
+        let sender_domain = domain_of(&self.from);
+        let found = list.data.iter().find(|d| {
+            d.name
+                .as_deref()
+                .is_some_and(|n| n.eq_ignore_ascii_case(sender_domain))
+        });
+        match found {
+            Some(d) if d.status.as_deref() == Some("verified") => Ok(CheckReport {
+                detail: format!("API key accepted; sender domain {sender_domain} is verified"),
+            }),
+            Some(d) => {
+                let state = d.status.as_deref().unwrap_or("unknown");
+                Err(ProviderError::provider(format!(
+                    "resend: sender domain {sender_domain} is not verified (status {})",
+                    sanitize(state, &[])
+                ))
+                .with_code("domain_not_verified"))
+            }
+            None => Ok(CheckReport {
+                detail: format!(
+                    "API key accepted; {} domain(s){}, sender domain {sender_domain} not among them",
+                    list.data.len(),
+                    if list.has_more {
+                        " on the first page"
+                    } else {
+                        ""
+                    }
+                ),
+            }),
+        }
+    }
+}
+
+fn non_blank(s: Option<&str>) -> Option<&str> {
+    s.filter(|s| !s.trim().is_empty())
+}
+
+/// `config.reply_to`, else `metadata.reply_to` when it is a plausible single address (no line
+/// breaks or control characters; anything else is ignored rather than sent).
+fn reply_to<'a>(configured: Option<&'a str>, metadata: Option<&'a Value>) -> Option<&'a str> {
+    configured.or_else(|| {
+        metadata?
+            .get("reply_to")?
+            .as_str()
+            .map(str::trim)
+            .filter(|s| s.contains('@') && s.len() <= 320 && !s.chars().any(char::is_control))
+    })
+}
+
+/// Our `message_id` tag, then the tenant's `metadata.tags` object (`{name: value}`, string,
+/// number or boolean values). Resend allows only ASCII letters, digits, `_` and `-` (at most
+/// 256) in names and values: entries that do not fit are dropped rather than failing the send.
+fn tags(message: &OutboundMessage<'_>) -> Vec<Tag> {
+    let mut tags = vec![Tag {
+        name: "message_id".into(),
+        value: message.id.to_string(),
+    }];
+    let Some(Value::Object(map)) = message.metadata.and_then(|m| m.get("tags")) else {
+        return tags;
+    };
+    // Sorted by name, so the request does not depend on how the JSON object was ordered.
+    let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    for (name, value) in entries {
+        let value = match value {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            _ => continue,
+        };
+        if tags.len() >= MAX_TAGS {
+            break;
+        }
+        if name != "message_id" && tag_token(name) && tag_token(&value) {
+            tags.push(Tag {
+                name: name.clone(),
+                value,
+            });
+        }
+    }
+    tags
+}
+
+fn tag_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 256
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// The domain of a sender like `Name <noreply@example.com>` or `noreply@example.com`.
+fn domain_of(from: &str) -> &str {
+    let address = match (from.rfind('<'), from.trim_end().strip_suffix('>')) {
+        (Some(open), Some(inner)) if open < inner.len() => &inner[open + 1..],
+        _ => from,
+    };
+    address
+        .rsplit_once('@')
+        .map(|(_, d)| d.trim())
+        .unwrap_or_default()
+}
+
+/// Makes a provider's message safe to store: secrets and bodies replaced, control characters
+/// dropped, length bounded.
+fn sanitize(detail: &str, scrub: &[&str]) -> String {
+    let mut s = detail.to_owned();
+    for secret in scrub {
+        if secret.len() >= 6 {
+            s = s.replace(secret, "[redacted]");
+        }
+    }
+    let s: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_DETAIL_CHARS)
+        .collect();
+    s.trim().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sender_domain_is_found_with_or_without_a_display_name() {
+        assert_eq!(domain_of("Acme <noreply@acme.example>"), "acme.example");
+        assert_eq!(domain_of("noreply@acme.example"), "acme.example");
+        assert_eq!(domain_of("nobody"), "");
+    }
+
+    #[test]
+    fn validation_messages_about_from_or_reply_to_are_not_about_the_recipient() {
+        assert!(mentions_to_field(
+            "Invalid `to` field. The email address needs to follow the `email@example.com` format."
+        ));
+        assert!(!mentions_to_field(
+            "Invalid `from` field. The email address needs to follow the `email@example.com` format."
+        ));
+        assert!(!mentions_to_field("Invalid `reply_to` field."));
+    }
+
+    #[test]
+    fn sanitizing_removes_secrets_and_control_characters() {
+        let s = sanitize("key re_secret_123 is bad\r\nreally", &["re_secret_123"]);
+        assert_eq!(s, "key [redacted] is bad  really");
+    }
 }
