@@ -131,6 +131,9 @@ pub enum ClaimOutcome {
     Duplicate { of: Option<Uuid> },
 }
 
+/// One row of the claim statement: id, inserted, existing status and tenant, duplicate of.
+type ClaimRow = (Uuid, bool, Option<String>, Option<String>, Option<Uuid>);
+
 /// Records many messages in one statement; returns one outcome per input, in order.
 pub async fn claim_messages(
     conn: &mut PgConnection,
@@ -144,7 +147,7 @@ pub async fn claim_messages(
     let metadata: Vec<Option<Value>> = rows.iter().map(|r| r.metadata.clone()).collect();
     let ttls: Vec<Option<i64>> = rows.iter().map(|r| r.ttl_seconds).collect();
     let created: Vec<DateTime<Utc>> = rows.iter().map(|r| r.created_at).collect();
-    let found: Vec<(Uuid, bool, Option<String>, Option<String>, Option<Uuid>)> = sqlx::query_as(
+    let found: Vec<ClaimRow> = sqlx::query_as(
         "WITH input AS ( \
             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
                                  $6::jsonb[], $7::bigint[], $8::timestamptz[]) \
