@@ -10,6 +10,7 @@ pub mod json;
 pub mod messages;
 pub mod providers;
 pub mod send;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -105,6 +106,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/providers/{id}/test", post(providers::test))
         .route("/v1/api-keys", post(api_keys::create))
+        .route("/v1/webhooks/{kind}/{provider_id}", post(webhooks::receive))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

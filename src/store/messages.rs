@@ -352,3 +352,80 @@ pub async fn record_rejected(
     .await?;
     Ok(inserted.is_some())
 }
+
+/// The message a provider's receipt is about: (id, tenant, status).
+#[tracing::instrument(skip_all)]
+pub async fn find_by_provider_message(
+    pool: &PgPool,
+    provider_id: Uuid,
+    provider_message_id: &str,
+) -> Result<Option<(Uuid, String, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, tenant_id, status FROM message_logs \
+         WHERE provider_id = $1 AND provider_message_id = $2",
+    )
+    .bind(provider_id)
+    .bind(provider_message_id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// Applies a delivery receipt: records its event once (by `receipt_id`) and moves the status
+/// only forward. `new_status` is `None` for receipts that are events only. A message moves
+/// from `sending`/`sent` to a receipt status, and from `delivered` only to `bounced` (a late
+/// bounce is the later truth); `failed`, `expired`, `undelivered` and `bounced` never move.
+/// Returns the status after the receipt.
+#[allow(clippy::too_many_arguments)]
+#[tracing::instrument(skip_all)]
+pub async fn apply_receipt(
+    pool: &PgPool,
+    message_id: Uuid,
+    tenant_id: &str,
+    provider_id: Uuid,
+    event_kind: &str,
+    new_status: Option<&str>,
+    receipt_id: &str,
+    detail: Value,
+) -> Result<Option<String>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let seen: Option<(i64,)> = sqlx::query_as(
+        "SELECT id FROM message_events WHERE message_id = $1 AND kind = $2 \
+         AND detail->>'receipt_id' = $3 LIMIT 1",
+    )
+    .bind(message_id)
+    .bind(event_kind)
+    .bind(receipt_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if seen.is_none() {
+        sqlx::query(
+            "INSERT INTO message_events (message_id, tenant_id, kind, provider_id, detail) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(message_id)
+        .bind(tenant_id)
+        .bind(event_kind)
+        .bind(provider_id)
+        .bind(&detail)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(status) = new_status {
+            sqlx::query(
+                "UPDATE message_logs SET status = $2, updated_at = now(), completed_at = now() \
+                 WHERE id = $1 AND (status IN ('sending', 'sent') \
+                                    OR (status = 'delivered' AND $2 = 'bounced'))",
+            )
+            .bind(message_id)
+            .bind(status)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    let status: Option<String> =
+        sqlx::query_scalar("SELECT status FROM message_logs WHERE id = $1")
+            .bind(message_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    tx.commit().await?;
+    Ok(status)
+}
