@@ -17,6 +17,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use url::Url;
 
+use super::email_common::{non_blank, reply_to, sanitize};
 use super::{
     CheckReport, ErrorClass, OutboundMessage, Provider, ProviderContext, ProviderError,
     ProviderKind, SendReceipt, factory::BuildError, retry_after_seconds,
@@ -26,7 +27,6 @@ use crate::domain::{Content, Recipient};
 const PROVIDER: &str = "mailgun";
 /// User variables per message we pass along (our `message_id` included).
 const MAX_VARIABLES: usize = 10;
-const MAX_DETAIL_CHARS: usize = 300;
 
 /// One configured Mailgun sending domain.
 pub struct MailgunProvider {
@@ -328,22 +328,6 @@ impl Provider for MailgunProvider {
     }
 }
 
-fn non_blank(s: Option<&str>) -> Option<&str> {
-    s.filter(|s| !s.trim().is_empty())
-}
-
-/// `config.reply_to`, else `metadata.reply_to` when it is a plausible single address (no line
-/// breaks: it becomes a MIME header).
-fn reply_to<'a>(configured: Option<&'a str>, metadata: Option<&'a Value>) -> Option<&'a str> {
-    configured.or_else(|| {
-        metadata?
-            .get("reply_to")?
-            .as_str()
-            .map(str::trim)
-            .filter(|s| s.contains('@') && s.len() <= 320 && !s.chars().any(char::is_control))
-    })
-}
-
 /// `v:message_id` (ours) plus the tenant's `metadata.tags` object as `v:<name>` user variables;
 /// names are limited to ASCII letters, digits, `_` and `-`, values to printable text.
 fn variables(message: &OutboundMessage<'_>) -> Vec<(String, String)> {
@@ -374,21 +358,6 @@ fn variables(message: &OutboundMessage<'_>) -> Vec<(String, String)> {
         }
     }
     vars
-}
-
-fn sanitize(detail: &str, scrub: &[&str]) -> String {
-    let mut s = detail.to_owned();
-    for secret in scrub {
-        if secret.len() >= 6 {
-            s = s.replace(secret, "[redacted]");
-        }
-    }
-    let s: String = s
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(MAX_DETAIL_CHARS)
-        .collect();
-    s.trim().to_owned()
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! `factory` turns a decrypted configuration row into a ready adapter, and each adapter lives
 //! in its own file.
 
+mod email_common;
 pub mod factory;
 pub mod kinds;
 pub mod mailgun;

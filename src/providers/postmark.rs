@@ -14,6 +14,7 @@ use reqwest::header::{ACCEPT, HeaderMap, HeaderValue};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::email_common::{non_blank, reply_to, sanitize};
 use super::{
     CheckReport, ErrorClass, OutboundMessage, Provider, ProviderContext, ProviderError,
     ProviderKind, SendReceipt, factory::BuildError, retry_after_seconds,
@@ -27,7 +28,6 @@ const DEFAULT_STREAM: &str = "outbound";
 const MAX_METADATA_FIELDS: usize = 10;
 const MAX_METADATA_NAME: usize = 20;
 const MAX_METADATA_VALUE: usize = 80;
-const MAX_DETAIL_CHARS: usize = 300;
 
 /// One configured Postmark server (server token).
 pub struct PostmarkProvider {
@@ -299,21 +299,6 @@ impl Provider for PostmarkProvider {
     }
 }
 
-fn non_blank(s: Option<&str>) -> Option<&str> {
-    s.filter(|s| !s.trim().is_empty())
-}
-
-/// `config.reply_to`, else `metadata.reply_to` when it is a plausible single address.
-fn reply_to<'a>(configured: Option<&'a str>, metadata: Option<&'a Value>) -> Option<&'a str> {
-    configured.or_else(|| {
-        metadata?
-            .get("reply_to")?
-            .as_str()
-            .map(str::trim)
-            .filter(|s| s.contains('@') && s.len() <= 320 && !s.chars().any(char::is_control))
-    })
-}
-
 /// `message_id` (ours) plus the tenant's `metadata.tags` object, within Postmark's limits
 /// (10 fields, names ≤ 20 characters, values ≤ 80): entries that do not fit are dropped.
 fn metadata(message: &OutboundMessage<'_>) -> Map<String, Value> {
@@ -343,21 +328,6 @@ fn metadata(message: &OutboundMessage<'_>) -> Map<String, Value> {
         }
     }
     fields
-}
-
-fn sanitize(detail: &str, scrub: &[&str]) -> String {
-    let mut s = detail.to_owned();
-    for secret in scrub {
-        if secret.len() >= 6 {
-            s = s.replace(secret, "[redacted]");
-        }
-    }
-    let s: String = s
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(MAX_DETAIL_CHARS)
-        .collect();
-    s.trim().to_owned()
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use reqwest::header::{AUTHORIZATION, HeaderValue};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::email_common::{non_blank, reply_to, sanitize};
 use super::{
     CheckReport, ErrorClass, OutboundMessage, Provider, ProviderContext, ProviderError,
     ProviderKind, SendReceipt, factory::BuildError, retry_after_seconds,
@@ -28,9 +29,6 @@ use crate::domain::{Content, Recipient};
 const PROVIDER: &str = "resend";
 /// Tags per message we pass along (our `message_id` tag included).
 const MAX_TAGS: usize = 10;
-/// Longest provider message we keep in an error (they are stored with the message's events).
-const MAX_DETAIL_CHARS: usize = 300;
-
 /// One configured Resend account.
 pub struct ResendProvider {
     http: reqwest::Client,
@@ -357,22 +355,6 @@ impl Provider for ResendProvider {
     }
 }
 
-fn non_blank(s: Option<&str>) -> Option<&str> {
-    s.filter(|s| !s.trim().is_empty())
-}
-
-/// `config.reply_to`, else `metadata.reply_to` when it is a plausible single address (no line
-/// breaks or control characters; anything else is ignored rather than sent).
-fn reply_to<'a>(configured: Option<&'a str>, metadata: Option<&'a Value>) -> Option<&'a str> {
-    configured.or_else(|| {
-        metadata?
-            .get("reply_to")?
-            .as_str()
-            .map(str::trim)
-            .filter(|s| s.contains('@') && s.len() <= 320 && !s.chars().any(char::is_control))
-    })
-}
-
 /// Our `message_id` tag, then the tenant's `metadata.tags` object (`{name: value}`, string,
 /// number or boolean values). Resend allows only ASCII letters, digits, `_` and `-` (at most
 /// 256) in names and values: entries that do not fit are dropped rather than failing the send.
@@ -424,23 +406,6 @@ fn domain_of(from: &str) -> &str {
         .rsplit_once('@')
         .map(|(_, d)| d.trim())
         .unwrap_or_default()
-}
-
-/// Makes a provider's message safe to store: secrets and bodies replaced, control characters
-/// dropped, length bounded.
-fn sanitize(detail: &str, scrub: &[&str]) -> String {
-    let mut s = detail.to_owned();
-    for secret in scrub {
-        if secret.len() >= 6 {
-            s = s.replace(secret, "[redacted]");
-        }
-    }
-    let s: String = s
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(MAX_DETAIL_CHARS)
-        .collect();
-    s.trim().to_owned()
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::email_common::{non_blank, reply_to, sanitize};
 use super::{
     CheckReport, ErrorClass, OutboundMessage, Provider, ProviderContext, ProviderError,
     ProviderKind, SendReceipt, factory::BuildError, retry_after_seconds,
@@ -24,7 +25,6 @@ use crate::domain::{Content, Recipient};
 const PROVIDER: &str = "sendgrid";
 /// Custom args per message we pass along (our `message_id` included).
 const MAX_CUSTOM_ARGS: usize = 10;
-const MAX_DETAIL_CHARS: usize = 300;
 /// The longest rate-limit wait we take from `X-RateLimit-Reset` as a hint.
 const MAX_RESET_HINT: Duration = Duration::from_secs(3600);
 
@@ -395,21 +395,6 @@ impl Provider for SendgridProvider {
     }
 }
 
-fn non_blank(s: Option<&str>) -> Option<&str> {
-    s.filter(|s| !s.trim().is_empty())
-}
-
-/// `config.reply_to`, else `metadata.reply_to` when it is a plausible single address.
-fn reply_to<'a>(configured: Option<&'a str>, metadata: Option<&'a Value>) -> Option<&'a str> {
-    configured.or_else(|| {
-        metadata?
-            .get("reply_to")?
-            .as_str()
-            .map(str::trim)
-            .filter(|s| s.contains('@') && s.len() <= 320 && !s.chars().any(char::is_control))
-    })
-}
-
 /// `message_id` (ours) plus the tenant's `metadata.tags` object, values as strings (SendGrid
 /// requires string custom args); entries of other types are dropped.
 fn custom_args(message: &OutboundMessage<'_>) -> Map<String, Value> {
@@ -435,21 +420,6 @@ fn custom_args(message: &OutboundMessage<'_>) -> Map<String, Value> {
     }
     args.insert("message_id".into(), Value::String(message.id.to_string()));
     args
-}
-
-fn sanitize(detail: &str, scrub: &[&str]) -> String {
-    let mut s = detail.to_owned();
-    for secret in scrub {
-        if secret.len() >= 6 {
-            s = s.replace(secret, "[redacted]");
-        }
-    }
-    let s: String = s
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(MAX_DETAIL_CHARS)
-        .collect();
-    s.trim().to_owned()
 }
 
 #[cfg(test)]
