@@ -14,16 +14,21 @@ use uuid::Uuid;
 use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
-use super::json::{Fields, JsonObject};
+use super::idempotency;
+use super::json::{Fields, JsonObject, OptionalJsonObject};
 use crate::crypto::provider_aad;
-use crate::domain::{Channel, FieldError};
+use crate::domain::{Channel, Content, FieldError, MessageDraft, TenantId, ValidMessage};
 use crate::providers::kinds::{ProviderKind, SplitConfig, mask_secret, validate_config};
 use crate::providers::{ErrorClass, build_provider};
+use crate::queue::Envelope;
 use crate::store::providers::{self as store, ProviderRow};
 use crate::worker::resolver::decrypt_config;
 
 const CREATE_FIELDS: &[&str] = &["name", "channel", "kind", "priority", "enabled", "config"];
 const PATCH_FIELDS: &[&str] = &["name", "priority", "enabled", "config"];
+const TEST_FIELDS: &[&str] = &["send_to"];
+/// A test message nobody received within ten minutes is not worth sending any more.
+const TEST_MESSAGE_TTL_SECONDS: u64 = 600;
 
 fn check_name(fields: &mut Fields, name: &Option<String>) {
     if let Some(n) = name
@@ -296,13 +301,136 @@ pub async fn delete(
     }
 }
 
-/// `POST /v1/providers/{id}/test`: checks the stored credentials without sending.
+/// The message `send_to` delivers: plain, and free of anything secret.
+fn test_content(channel: Channel, provider_name: &str) -> Content {
+    let text = format!(
+        "Test message from logicspike-communication through the provider \"{provider_name}\". \
+         If you received it, this provider delivers."
+    );
+    match channel {
+        Channel::Email => Content {
+            subject: Some("Test message from logicspike-communication".into()),
+            text: Some(text),
+            html: None,
+        },
+        Channel::Sms => Content {
+            subject: None,
+            text: Some(text),
+            html: None,
+        },
+    }
+}
+
+/// Validates `{"send_to": "..."}` for this provider: a recipient of its channel, a provider
+/// that belongs to a tenant and is enabled. Returns the message to send.
+fn test_message(
+    row: &ProviderRow,
+    body: Option<Map<String, Value>>,
+) -> Result<Option<(TenantId, ValidMessage)>, ApiError> {
+    let Some(body) = body else {
+        return Ok(None);
+    };
+    let mut fields = Fields::new(body);
+    fields.only(TEST_FIELDS);
+    let send_to = fields.string("send_to");
+    if !fields.errors.is_empty() {
+        return Err(ApiError::validation(fields.errors));
+    }
+    let Some(send_to) = send_to else {
+        return Ok(None);
+    };
+    let Some(tenant) = row
+        .tenant_id
+        .as_deref()
+        .and_then(|t| TenantId::parse(t).ok())
+    else {
+        return Err(ApiError::validation(vec![FieldError::new(
+            "send_to",
+            "a platform provider has no tenant to send a test message as; \
+             test it by sending from a tenant with provider_id",
+        )]));
+    };
+    if !row.enabled {
+        return Err(ApiError::validation(vec![FieldError::new(
+            "send_to",
+            "the provider is disabled; enable it before sending a test message",
+        )]));
+    }
+    let channel = Channel::parse(&row.channel)
+        .ok_or_else(|| ApiError::internal("stored provider channel unknown", &row.channel))?;
+    let draft = MessageDraft {
+        channel: Some(row.channel.clone()),
+        to: Some(send_to),
+        content: Some(test_content(channel, &row.name)),
+        provider_id: Some(row.id),
+        metadata: Some(json!({"provider_test": true})),
+        ttl_seconds: Some(TEST_MESSAGE_TTL_SECONDS),
+        idempotency_key: None,
+    };
+    let message = draft.validate().map_err(|errors| {
+        ApiError::validation(
+            errors
+                .into_iter()
+                .map(|e| {
+                    if e.field == "to" {
+                        FieldError::new("send_to", e.message)
+                    } else {
+                        e
+                    }
+                })
+                .collect(),
+        )
+    })?;
+    Ok(Some((tenant, message)))
+}
+
+/// Publishes the test message exactly as `POST /v1/send` would (confirmed publish, queued
+/// marker for reads), pinned to this provider.
+async fn publish_test_message(
+    state: &AppState,
+    tenant: &TenantId,
+    message: &ValidMessage,
+) -> Result<Uuid, ApiError> {
+    let id = Uuid::now_v7();
+    let created_at = Utc::now();
+    if let Ok(mut conn) = state.redis.get().await {
+        let marker = idempotency::marker_key(&state.namespace, tenant.as_str(), id);
+        let value = json!({"channel": message.channel, "to": message.to.as_str(),
+                           "created_at": created_at})
+        .to_string();
+        if let Err(e) = idempotency::set_marker(&mut conn, &marker, &value).await {
+            tracing::warn!(error = %e, "could not leave the queued marker of a test message");
+        }
+    }
+    let envelope = Envelope::new(id, tenant, message, created_at);
+    state
+        .publisher
+        .publish(
+            &state.publisher.topology().send_exchange(),
+            message.channel.as_str(),
+            &envelope.to_bytes(),
+            Default::default(),
+            Some(&id.to_string()),
+        )
+        .await
+        .map_err(|e| {
+            tracing::warn!(message_id = %id, error = %e, "test message publish failed");
+            ApiError::unavailable("the message broker")
+        })?;
+    Ok(id)
+}
+
+/// `POST /v1/providers/{id}/test`: checks the stored credentials without sending; with
+/// `{"send_to": "..."}` and a passing check, also sends a real test message through the
+/// pipeline, pinned to this provider.
 pub async fn test(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(id): Path<String>,
+    OptionalJsonObject(body): OptionalJsonObject,
 ) -> Result<Response, ApiError> {
     let row = load(&state, &caller, &id).await?;
+    let send = test_message(&row, body)?;
     let kind = ProviderKind::parse(&row.kind)
         .ok_or_else(|| ApiError::internal("stored provider kind unknown", &row.kind))?;
     let config = decrypt_config(&state.keyring, &row)
@@ -320,13 +448,22 @@ pub async fn test(
     store::record_test_result(&state.pool, row.id, ok, &detail)
         .await
         .map_err(|e| ApiError::database("record provider test", e))?;
-    Ok(axum::Json(json!({
+    let mut answer = json!({
         "id": row.id,
         "ok": ok,
         "detail": detail,
         "error_class": class.map(ErrorClass::as_str),
         "latency_ms": latency_ms,
         "tested_at": Utc::now(),
-    }))
-    .into_response())
+    });
+    if let Some((tenant, message)) = send {
+        // A failed check means the send would fail too: say so instead of queueing it.
+        answer["test_message"] = if ok {
+            let message_id = publish_test_message(&state, &tenant, &message).await?;
+            json!({"id": message_id, "status": "queued"})
+        } else {
+            json!({"id": null, "status": "skipped", "detail": "not sent: the connection check failed"})
+        };
+    }
+    Ok(axum::Json(answer).into_response())
 }
