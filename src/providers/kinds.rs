@@ -130,6 +130,16 @@ impl ProviderKind {
                     secret: false,
                     required: true,
                 },
+                FieldSpec {
+                    name: "signature_secret",
+                    secret: true,
+                    required: false,
+                },
+                FieldSpec {
+                    name: "signature_method",
+                    secret: false,
+                    required: false,
+                },
             ],
             ProviderKind::Resend => &[
                 FieldSpec {
@@ -169,6 +179,11 @@ impl ProviderKind {
                     secret: false,
                     required: false,
                 },
+                FieldSpec {
+                    name: "webhook_public_key",
+                    secret: false,
+                    required: false,
+                },
             ],
             ProviderKind::Postmark => &[
                 FieldSpec {
@@ -189,6 +204,16 @@ impl ProviderKind {
                 FieldSpec {
                     name: "reply_to",
                     secret: false,
+                    required: false,
+                },
+                FieldSpec {
+                    name: "webhook_username",
+                    secret: false,
+                    required: false,
+                },
+                FieldSpec {
+                    name: "webhook_password",
+                    secret: true,
                     required: false,
                 },
             ],
@@ -216,6 +241,11 @@ impl ProviderKind {
                 FieldSpec {
                     name: "reply_to",
                     secret: false,
+                    required: false,
+                },
+                FieldSpec {
+                    name: "webhook_signing_key",
+                    secret: true,
                     required: false,
                 },
                 FieldSpec {
@@ -408,6 +438,16 @@ pub fn validate_config(
                 && !matches!(r.as_str(), Some("us" | "eu"))
             {
                 errors.push(FieldError::new("config.region", "must be us or eu"));
+            }
+        }
+        ProviderKind::Vonage => {
+            if let Some(m) = all.get("signature_method")
+                && !matches!(m.as_str(), Some("sha256" | "sha512"))
+            {
+                errors.push(FieldError::new(
+                    "config.signature_method",
+                    "must be sha256 or sha512 (the account's HMAC signature method)",
+                ));
             }
         }
         _ => {}

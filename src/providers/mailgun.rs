@@ -6,6 +6,8 @@
 //! Mailgun has no idempotency key: a retry after a timeout can send twice. Our message id
 //! travels as the user variable `v:message_id`, which Mailgun echoes in its webhooks.
 
+pub mod webhook;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;

@@ -6,6 +6,8 @@
 //! Postmark has no idempotency key: a retry after a timeout can send twice. Our message id
 //! travels in `Metadata.message_id`, which Postmark echoes in its webhooks.
 
+pub mod webhook;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;

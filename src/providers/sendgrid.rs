@@ -6,6 +6,8 @@
 //! SendGrid has no idempotency key: a retry after a timeout can send twice. Our message id
 //! travels in `custom_args.message_id`, so SendGrid's event webhook can name it.
 
+pub mod webhook;
+
 use std::sync::Arc;
 use std::time::Duration;
 

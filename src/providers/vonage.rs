@@ -13,9 +13,12 @@
 //! Vonage takes no idempotency key: a retry after a timeout whose request did reach Vonage
 //! can send the SMS twice.
 //!
-//! No per-message `callback` URL is sent even when the worker offers one: Vonage's SMS
-//! delivery receipts are only verifiable with a signature secret this configuration does not
-//! have, and an endpoint that cannot check who is calling must not move message states.
+//! Delivery receipts: only with `signature_secret` configured (the account's signed-webhook
+//! secret, HMAC-SHA256 or `signature_method: "sha512"`) does a send carry the per-message
+//! `callback` URL the worker offers, because an unsigned receipt cannot be told from a forged
+//! one. The receipts are verified in `vonage/webhook.rs`.
+
+pub mod webhook;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +44,8 @@ pub struct VonageProvider {
     api_secret: String,
     from: String,
     sms_url: String,
+    /// Receipts are requested only when they can be verified.
+    signed_receipts: bool,
     /// Parsed once: the check appends the credentials as query parameters.
     balance_url: url::Url,
 }
@@ -105,6 +110,10 @@ impl VonageProvider {
             api_secret: api_secret.to_string(),
             from: sender_id(from),
             sms_url: format!("{base}/sms/json"),
+            signed_receipts: config
+                .get("signature_secret")
+                .and_then(Value::as_str)
+                .is_some_and(|s| !s.is_empty()),
             balance_url,
         })
     }
@@ -264,6 +273,11 @@ impl Provider for VonageProvider {
         ];
         if !is_gsm7(body) {
             form.push(("type", "unicode"));
+        }
+        if self.signed_receipts
+            && let Some(callback) = message.status_callback.as_deref()
+        {
+            form.push(("callback", callback));
         }
 
         let response = self

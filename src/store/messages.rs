@@ -370,6 +370,21 @@ pub async fn find_by_provider_message(
     .await
 }
 
+/// A message by our id, if it was sent through this provider (receipts that echo our id).
+pub async fn find_for_provider(
+    pool: &PgPool,
+    provider_id: Uuid,
+    id: Uuid,
+) -> Result<Option<(Uuid, String, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, tenant_id, status FROM message_logs WHERE id = $1 AND provider_id = $2",
+    )
+    .bind(id)
+    .bind(provider_id)
+    .fetch_optional(pool)
+    .await
+}
+
 /// Applies a delivery receipt: records its event once (by `receipt_id`) and moves the status
 /// only forward. `new_status` is `None` for receipts that are events only. A message moves
 /// from `sending`/`sent` to a receipt status, and from `delivered` only to `bounced` (a late
