@@ -140,13 +140,15 @@ pub async fn list_dead_letters(
 pub async fn pending_replay_ids(
     pool: &PgPool,
     tenant: Option<&str>,
+    limit: i64,
 ) -> Result<Vec<i64>, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT id FROM dead_letters WHERE replayed_at IS NULL AND kind = 'failed' \
          AND body IS NOT NULL AND message_id IS NOT NULL \
-         AND ($1::text IS NULL OR tenant_id = $1) ORDER BY id",
+         AND ($1::text IS NULL OR tenant_id = $1) ORDER BY id LIMIT $2",
     )
     .bind(tenant)
+    .bind(limit)
     .fetch_all(pool)
     .await
 }
@@ -167,13 +169,19 @@ pub enum ReplayClaim {
     },
     NotFound,
     /// Already replayed; the message's current status.
-    AlreadyReplayed { status: Option<String> },
+    AlreadyReplayed {
+        status: Option<String>,
+    },
     /// Another replay claimed it moments ago and has not finished.
     InProgress,
     /// Cannot be replayed as stored: why.
-    NotReplayable { reason: String },
+    NotReplayable {
+        reason: String,
+    },
     /// The message is not `failed` (sent, delivered, expired, queued again…).
-    NotFailed { status: String },
+    NotFailed {
+        status: String,
+    },
 }
 
 type ClaimRow = (

@@ -520,7 +520,11 @@ impl Deliverer {
             tracing::warn!(error = %e, "could not dead-letter an invalid envelope; will retry");
             return Disposition::Requeue;
         }
-        match self.writer.record_rejection(rejection, body, routing_key).await {
+        match self
+            .writer
+            .record_rejection(rejection, body, routing_key)
+            .await
+        {
             Ok(()) => Disposition::Ack,
             Err(e) => {
                 tracing::warn!(error = %e, "could not record an invalid envelope; will retry");
