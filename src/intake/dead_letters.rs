@@ -244,7 +244,8 @@ pub async fn replay_many(
             Vec::new()
         }
     };
-    if errors.is_empty() && all == !ids.is_empty() {
+    // Exactly one of the two: ids and no `all`, or `all` and no ids.
+    if errors.is_empty() && all != ids.is_empty() {
         errors.push(FieldError::new("", "give either ids or all: true"));
     }
     if !errors.is_empty() {
