@@ -3,9 +3,14 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{SERVICE_TOKEN, TestApp, envelope};
+use communication::dlq::{self, ReplayOutcome};
+use communication::queue::Publisher;
+use communication::store::dead_letters::{self as store, ReplayClaim};
+use secrecy::SecretString;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -525,5 +530,143 @@ async fn the_dlq_command_lists_and_replays_dead_letters() {
             .len(),
         2
     );
+    app.cleanup().await;
+}
+
+fn publisher(app: &TestApp, url: &str) -> Arc<Publisher> {
+    Arc::new(Publisher::new(
+        SecretString::from(url.to_owned()),
+        "test-dlq",
+        app.topology(),
+        1,
+    ))
+}
+
+#[tokio::test]
+async fn a_replay_the_broker_refuses_changes_nothing_and_can_be_run_again() {
+    let app = TestApp::spawn().await;
+    let id = app.send_sms("acme", "x").await;
+    app.wait_for_status("acme", &id, &["failed"]).await;
+    let dl_id = dead_letter_of(&app, &id).await["id"].as_i64().expect("id");
+    app.system_provider("acme", "sms", "console", "deliver", 1)
+        .await;
+    // Nothing listens on port 1: the publish fails, the claim is undone.
+    let down = publisher(&app, "amqp://guest:guest@127.0.0.1:1/%2f");
+    let outcome = dlq::replay(&app.pool, &down, dl_id, None, "test")
+        .await
+        .expect("database");
+    assert!(
+        matches!(outcome, ReplayOutcome::PublishFailed { .. }),
+        "{outcome:?}"
+    );
+    let (_, msg) = app.message("acme", &id).await;
+    assert_eq!(msg["status"], "failed");
+    let types = app.event_types(&msg).await;
+    assert_eq!(types[types.len() - 2..], ["replayed", "failed"]);
+    let pending = list(&app, "?replayed=false", None).await;
+    assert_eq!(pending["items"][0]["id"], dl_id);
+
+    let up = publisher(&app, common::AMQP);
+    let outcome = dlq::replay(&app.pool, &up, dl_id, None, "test")
+        .await
+        .expect("database");
+    assert!(outcome.is_replayed(), "{outcome:?}");
+    app.wait_for_status("acme", &id, &["sent"]).await;
+    up.close().await;
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_interrupted_replay_is_resumed_or_completed_but_never_sent_twice() {
+    let app = TestApp::spawn().await;
+    let up = publisher(&app, common::AMQP);
+    let stale = chrono::Duration::seconds(60);
+    let age_claim = |dl_id: i64| {
+        let pool = app.pool.clone();
+        async move {
+            sqlx::query(
+                "UPDATE dead_letters SET replay_started_at = now() - interval '2 minutes' \
+                 WHERE id = $1",
+            )
+            .bind(dl_id)
+            .execute(&pool)
+            .await
+            .expect("age the claim");
+        }
+    };
+    let first = app.send_sms("acme", "x").await;
+    let second = app.send_sms("acme", "y").await;
+    app.wait_for_status("acme", &first, &["failed"]).await;
+    app.wait_for_status("acme", &second, &["failed"]).await;
+    app.system_provider("acme", "sms", "console", "deliver", 1)
+        .await;
+
+    // A crash after the claim committed, before the publish.
+    let dl_first = dead_letter_of(&app, &first).await["id"]
+        .as_i64()
+        .expect("id");
+    let claim = store::claim_replay(&app.pool, dl_first, None, "crashed", stale)
+        .await
+        .expect("claim");
+    assert!(matches!(claim, ReplayClaim::Ready { resumed: false, .. }));
+    let (_, msg) = app.message("acme", &first).await;
+    assert_eq!(msg["status"], "queued", "claimed, nothing published");
+    // Too early to tell from a replay still running: refused.
+    let (status, body) = replay(&app, dl_first, None).await;
+    assert_eq!(status, 409);
+    assert_eq!(body["code"], "replay_in_progress");
+    // Later, it is resumed and delivered.
+    age_claim(dl_first).await;
+    let outcome = dlq::replay(&app.pool, &up, dl_first, None, "test")
+        .await
+        .expect("database");
+    assert_eq!(
+        outcome,
+        ReplayOutcome::Replayed {
+            message_id: first.parse().expect("uuid"),
+            resumed: true
+        }
+    );
+    app.wait_for_status("acme", &first, &["sent"]).await;
+
+    // A crash after the publish, before the row was marked.
+    let dl_second = dead_letter_of(&app, &second).await["id"]
+        .as_i64()
+        .expect("id");
+    let ReplayClaim::Ready {
+        routing_key, body, ..
+    } = store::claim_replay(&app.pool, dl_second, None, "crashed", stale)
+        .await
+        .expect("claim")
+    else {
+        panic!("the second dead letter could not be claimed");
+    };
+    up.publish(
+        &app.topology().send_exchange(),
+        &routing_key,
+        &body,
+        Default::default(),
+        None,
+    )
+    .await
+    .expect("publish");
+    app.wait_for_status("acme", &second, &["sent"]).await;
+    age_claim(dl_second).await;
+    let outcome = dlq::replay(&app.pool, &up, dl_second, None, "test")
+        .await
+        .expect("database");
+    assert_eq!(
+        outcome,
+        ReplayOutcome::AlreadyReplayed {
+            status: Some("sent".into())
+        }
+    );
+    let (_, msg) = app.message("acme", &second).await;
+    let types = app.event_types(&msg).await;
+    assert_eq!(types.iter().filter(|t| *t == "sent").count(), 1);
+    assert_eq!(types.iter().filter(|t| *t == "attempt").count(), 1);
+    let done = list(&app, "?replayed=true", None).await;
+    assert_eq!(done["items"].as_array().expect("items").len(), 2);
+    up.close().await;
     app.cleanup().await;
 }
