@@ -276,3 +276,30 @@ pub async fn replay_many(
     }))
     .into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_foreign_ones_are_refused() {
+        assert_eq!(decode_cursor(&encode_cursor(42)), Some(42));
+        assert_eq!(decode_cursor("not-a-cursor"), None);
+        // A /v1/messages cursor is not a dead-letter cursor.
+        let foreign = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode("2026-11-25T10:00:00+00:00|01a2");
+        assert_eq!(decode_cursor(&foreign), None);
+    }
+
+    #[test]
+    fn a_failed_publish_is_reported_without_the_brokers_error_text() {
+        let v = outcome_view(
+            7,
+            &ReplayOutcome::PublishFailed {
+                reason: "RabbitMQ is unreachable: connection refused (os error 111)".into(),
+            },
+        );
+        assert_eq!(v["outcome"], "publish_failed");
+        assert!(!v["detail"].as_str().unwrap_or("").contains("os error"));
+    }
+}
