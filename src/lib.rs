@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod crypto;
+pub mod dlq;
 pub mod domain;
 pub mod intake;
 pub mod providers;

@@ -1,5 +1,5 @@
 //! The `communication` command: `serve` (HTTP intake), `worker`, `all` (both, for local use),
-//! `migrate`, `api-key create`, `keys generate|rotate`.
+//! `migrate`, `api-key create`, `keys generate|rotate`, `dlq list|replay|purge-queue`.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -38,6 +38,47 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Inspect and replay dead letters.
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqAction {
+    /// List dead letters, newest first (never their content).
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Only those recorded at or after this RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// Only those not replayed yet.
+        #[arg(long)]
+        pending: bool,
+        /// One JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-drive dead letters: their messages are queued again and delivered through the
+    /// normal policy. Exits non-zero if any was not replayed.
+    Replay {
+        /// Dead letter ids (from `dlq list`).
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        ids: Vec<i64>,
+        /// Every replayable dead letter not replayed yet.
+        #[arg(long)]
+        all: bool,
+        /// Only this tenant's dead letters.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Empty the {ns}.dead queue (the broker-side copies; the table is kept).
+    #[command(name = "purge-queue")]
+    PurgeQueue,
 }
 
 #[derive(Subcommand)]
@@ -185,6 +226,116 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Keys {
             action: KeysAction::Generate,
         } => {}
+        Command::Dlq { action } => dlq_command(action, &config).await?,
+    }
+    Ok(())
+}
+
+/// `communication dlq …`: thin wrappers over `communication::dlq` and the store.
+async fn dlq_command(action: DlqAction, config: &Config) -> anyhow::Result<()> {
+    use communication::store::dead_letters::{self, DeadLetterFilter};
+    let parse_tenant = |t: Option<String>| -> anyhow::Result<Option<String>> {
+        t.map(|t| {
+            communication::domain::TenantId::parse(&t)
+                .map(|t| t.as_str().to_owned())
+                .map_err(|m| anyhow::anyhow!("--tenant {m}"))
+        })
+        .transpose()
+    };
+    match action {
+        DlqAction::List {
+            tenant,
+            since,
+            limit,
+            pending,
+            json,
+        } => {
+            let since = since
+                .map(|s| {
+                    chrono::DateTime::parse_from_rfc3339(&s)
+                        .map(|t| t.with_timezone(&chrono::Utc))
+                        .map_err(|_| anyhow::anyhow!("--since must be an RFC 3339 time"))
+                })
+                .transpose()?;
+            if !(1..=10_000).contains(&limit) {
+                anyhow::bail!("--limit must be 1 to 10000");
+            }
+            let filter = DeadLetterFilter {
+                tenant: parse_tenant(tenant)?,
+                since,
+                replayed: pending.then_some(false),
+                ..Default::default()
+            };
+            let pool = store::connect(&config.database_url, 2).await?;
+            let rows = dead_letters::list_dead_letters(&pool, &filter, limit).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                println!(
+                    "{:<8} {:<20} {:<16} {:<36} {:<7} {:<20} REASON",
+                    "ID", "CREATED", "TENANT", "MESSAGE", "CHANNEL", "REPLAYED"
+                );
+                for r in &rows {
+                    let replayed = match (r.replayed_at, r.replayable) {
+                        (Some(at), _) => at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                        (None, true) => "no".into(),
+                        (None, false) => "not replayable".into(),
+                    };
+                    println!(
+                        "{:<8} {:<20} {:<16} {:<36} {:<7} {:<20} {}",
+                        r.id,
+                        r.created_at.format("%Y-%m-%d %H:%M:%S"),
+                        r.tenant_id.as_deref().unwrap_or("-"),
+                        r.message_id.map(|m| m.to_string()).unwrap_or("-".into()),
+                        r.channel.as_deref().unwrap_or("-"),
+                        replayed,
+                        r.reason
+                    );
+                }
+            }
+        }
+        DlqAction::Replay { ids, all, tenant } => {
+            let tenant = parse_tenant(tenant)?;
+            let pool = store::connect(&config.database_url, 2).await?;
+            let ids = if all {
+                dead_letters::pending_replay_ids(&pool, tenant.as_deref(), i64::MAX).await?
+            } else {
+                ids
+            };
+            let topology = communication::queue::Topology::new(&config.namespace, &config.retry);
+            let publisher = Arc::new(communication::queue::Publisher::new(
+                config.amqp_url.clone(),
+                "communication-dlq",
+                topology,
+                1,
+            ));
+            let mut refused = 0;
+            for id in &ids {
+                let outcome =
+                    communication::dlq::replay(&pool, &publisher, *id, tenant.as_deref(), "cli")
+                        .await?;
+                if !outcome.is_replayed() {
+                    refused += 1;
+                }
+                println!("dead letter {id}: {}", outcome.describe());
+            }
+            publisher.close().await;
+            if all {
+                println!("{} replayed, {refused} not", ids.len() - refused);
+            }
+            if refused > 0 {
+                anyhow::bail!("{refused} of {} dead letters were not replayed", ids.len());
+            }
+        }
+        DlqAction::PurgeQueue => {
+            let topology = communication::queue::Topology::new(&config.namespace, &config.retry);
+            let purged = communication::dlq::purge_dead_queue(
+                secrecy::ExposeSecret::expose_secret(&config.amqp_url),
+                &topology.dead_queue(),
+            )
+            .await?;
+            println!("removed {purged} messages from {}", topology.dead_queue());
+        }
     }
     Ok(())
 }

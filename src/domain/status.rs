@@ -74,6 +74,8 @@ pub enum EventKind {
     Failed,
     Expired,
     DeadLettered,
+    /// An operator re-drove a dead letter: the message is `queued` again.
+    Replayed,
     Duplicate,
 }
 
@@ -93,6 +95,7 @@ impl EventKind {
             EventKind::Failed => "failed",
             EventKind::Expired => "expired",
             EventKind::DeadLettered => "dead_lettered",
+            EventKind::Replayed => "replayed",
             EventKind::Duplicate => "duplicate",
         }
     }

@@ -3,6 +3,7 @@
 
 pub mod api_keys;
 pub mod auth;
+pub mod dead_letters;
 pub mod error;
 pub mod health;
 pub mod idempotency;
@@ -106,6 +107,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/providers/{id}/test", post(providers::test))
         .route("/v1/api-keys", post(api_keys::create))
+        .route("/v1/dead-letters", get(dead_letters::list))
+        .route("/v1/dead-letters/replay", post(dead_letters::replay_many))
+        .route("/v1/dead-letters/{id}/replay", post(dead_letters::replay))
         .route("/v1/webhooks/{kind}/{provider_id}", post(webhooks::receive))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

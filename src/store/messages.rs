@@ -300,34 +300,7 @@ pub async fn insert_events(conn: &mut PgConnection, rows: &[NewEvent]) -> Result
     Ok(())
 }
 
-#[derive(Debug, Clone)]
-pub struct DeadLetter {
-    pub message_id: Option<Uuid>,
-    pub tenant_id: Option<String>,
-    pub reason: String,
-}
-
-pub async fn insert_dead_letters(
-    conn: &mut PgConnection,
-    rows: &[DeadLetter],
-) -> Result<(), sqlx::Error> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let ids: Vec<Option<Uuid>> = rows.iter().map(|r| r.message_id).collect();
-    let tenants: Vec<Option<&str>> = rows.iter().map(|r| r.tenant_id.as_deref()).collect();
-    let reasons: Vec<&str> = rows.iter().map(|r| r.reason.as_str()).collect();
-    sqlx::query(
-        "INSERT INTO dead_letters (message_id, tenant_id, reason) \
-         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[])",
-    )
-    .bind(&ids)
-    .bind(&tenants)
-    .bind(&reasons)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
+pub use super::dead_letters::{DeadLetter, insert_dead_letters};
 
 /// Records an envelope that failed validation but carried a usable identity, as a `failed`
 /// message, so its sender can see why through the API.

@@ -4,6 +4,7 @@
 //! `UNNEST` inserts and updates).
 
 pub mod api_keys;
+pub mod dead_letters;
 pub mod messages;
 pub mod providers;
 

@@ -20,6 +20,7 @@ use crate::providers::{ErrorClass, OutboundMessage, ProviderError};
 use crate::queue::envelope::{self, Rejection, ValidEnvelope};
 use crate::queue::topology::header_i64;
 use crate::queue::{Publisher, Topology};
+use crate::store::dead_letters;
 use crate::store::messages::{ClaimOutcome, DeadLetter, NewEvent, NewMessage, StatusUpdate};
 
 /// Header: attempts already made on the current provider.
@@ -466,6 +467,10 @@ impl Deliverer {
                 message_id: Some(env.id),
                 tenant_id: Some(env.tenant_id.as_str().to_owned()),
                 reason,
+                kind: dead_letters::KIND_FAILED,
+                channel: Some(env.message.channel.as_str().to_owned()),
+                routing_key: Some(routing_key.to_owned()),
+                body: Some(body.to_vec()),
             }),
         })
         .await
@@ -515,7 +520,11 @@ impl Deliverer {
             tracing::warn!(error = %e, "could not dead-letter an invalid envelope; will retry");
             return Disposition::Requeue;
         }
-        match self.writer.record_rejection(rejection).await {
+        match self
+            .writer
+            .record_rejection(rejection, body, routing_key)
+            .await
+        {
             Ok(()) => Disposition::Ack,
             Err(e) => {
                 tracing::warn!(error = %e, "could not record an invalid envelope; will retry");

@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::domain::{Channel, EventKind};
 use crate::queue::envelope::Rejection;
+use crate::store::dead_letters;
 use crate::store::messages::{self, ClaimOutcome, DeadLetter, NewEvent, NewMessage, StatusUpdate};
 
 /// Rows one delivery step wants committed together.
@@ -64,8 +65,13 @@ impl Writer {
 
     /// Records an envelope that failed validation: a `failed` message with `failed` and
     /// `dead_lettered` events when it carries a usable id, tenant and channel, and a
-    /// `dead_letters` row in every case.
-    pub async fn record_rejection(&self, rejection: Rejection) -> Result<(), WriteError> {
+    /// `dead_letters` row in every case (with the raw body and routing key, for operators).
+    pub async fn record_rejection(
+        &self,
+        rejection: Rejection,
+        body: &[u8],
+        routing_key: &str,
+    ) -> Result<(), WriteError> {
         let w = |e: sqlx::Error| WriteError(e.to_string());
         let mut tx = self.pool.begin().await.map_err(w)?;
         let channel = rejection.channel.as_deref().and_then(Channel::parse);
@@ -107,6 +113,10 @@ impl Writer {
                 message_id: rejection.id,
                 tenant_id: rejection.tenant_id.as_ref().map(|t| t.as_str().to_owned()),
                 reason: rejection.reason.clone(),
+                kind: dead_letters::KIND_INVALID,
+                channel: rejection.channel.clone(),
+                routing_key: Some(routing_key.to_owned()),
+                body: Some(body.to_vec()),
             }],
         )
         .await
