@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use common::TestApp;
-use communication::worker::guard::{AfterFailure, Admission, GuardSettings, ProviderGuard};
+use communication::worker::guard::{Admission, AfterFailure, GuardSettings, ProviderGuard};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -62,7 +62,11 @@ async fn sleep_past(until: DateTime<Utc>) {
 
 async fn patch_behavior(app: &TestApp, tenant: &str, id: &str, behavior: &str) {
     let r = app
-        .as_tenant(reqwest::Method::PATCH, &format!("/v1/providers/{id}"), tenant)
+        .as_tenant(
+            reqwest::Method::PATCH,
+            &format!("/v1/providers/{id}"),
+            tenant,
+        )
         .json(&json!({"config": {"behavior": behavior}}))
         .send()
         .await

@@ -13,7 +13,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::guard::ProviderGuard;
-use super::guard::policy::{Gate, HEADER_NOT_BEFORE, rate_slot};
+use super::guard::policy::{Gate, HEADER_NOT_BEFORE, Position, rate_slot};
 use super::resolver::{ResolvedProvider, Resolver};
 use super::writer::{Record, Writer};
 use crate::config::RetryPolicy;
@@ -230,9 +230,11 @@ impl Deliverer {
                     &env,
                     body,
                     routing_key,
-                    &providers,
-                    index,
-                    attempts_done,
+                    Position {
+                        providers: &providers,
+                        index,
+                        attempts_done,
+                    },
                     token_reserved,
                 )
                 .await

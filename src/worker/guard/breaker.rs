@@ -174,10 +174,16 @@ mod tests {
         for _ in 0..3 {
             fail(&mut b, 0, 1);
         }
-        assert_eq!(fail(&mut b, 5, 2), AfterFailure::AlreadyOpen { until: 1000 });
+        assert_eq!(
+            fail(&mut b, 5, 2),
+            AfterFailure::AlreadyOpen { until: 1000 }
+        );
         // Half-open, someone else probing: a straggler neither re-opens nor steals the probe.
         assert_eq!(b.check(1000, 7, TTL), Check::Probe);
-        assert_eq!(fail(&mut b, 1001, 2), AfterFailure::AlreadyOpen { until: 1500 });
+        assert_eq!(
+            fail(&mut b, 1001, 2),
+            AfterFailure::AlreadyOpen { until: 1500 }
+        );
         assert_eq!(b.check(1002, 8, TTL), Check::Probing { until: 1500 });
     }
 
@@ -191,7 +197,10 @@ mod tests {
         assert_eq!(b.check(1499, 8, TTL), Check::Probing { until: 1500 });
         assert_eq!(b.check(1500, 8, TTL), Check::Probe);
         // The first prober's late failure no longer holds the lock: not a re-open.
-        assert_eq!(fail(&mut b, 1501, 7), AfterFailure::AlreadyOpen { until: 2000 });
+        assert_eq!(
+            fail(&mut b, 1501, 7),
+            AfterFailure::AlreadyOpen { until: 2000 }
+        );
     }
 
     #[test]

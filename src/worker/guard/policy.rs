@@ -22,7 +22,7 @@ use lapin::types::{AMQPValue, FieldTable, LongString};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{AfterFailure, Admission, Pass};
+use super::{Admission, AfterFailure, Pass};
 use crate::domain::{EventKind, MessageStatus};
 use crate::queue::envelope::ValidEnvelope;
 use crate::queue::topology::{header_i64, header_str};
@@ -48,6 +48,15 @@ pub enum Gate {
     Next,
     /// The delivery is settled (deferred or failed): return this.
     Done(Disposition),
+}
+
+/// Where a message is in its provider list.
+#[derive(Clone, Copy)]
+pub struct Position<'a> {
+    pub providers: &'a [ResolvedProvider],
+    pub index: usize,
+    /// Attempts already counted on `providers[index]`.
+    pub attempts_done: u32,
 }
 
 /// A message sent back to wait in the delay queues.
@@ -179,11 +188,14 @@ impl Deliverer {
         env: &ValidEnvelope,
         body: &[u8],
         routing_key: &str,
-        providers: &[ResolvedProvider],
-        index: usize,
-        attempts_done: u32,
+        at: Position<'_>,
         mut token_reserved: bool,
     ) -> Gate {
+        let Position {
+            providers,
+            index,
+            attempts_done,
+        } = at;
         let Some(provider) = providers.get(index) else {
             return Gate::Next;
         };
@@ -226,35 +238,30 @@ impl Deliverer {
                     metrics::counter!("communication_circuit_skips_total", "kind" => kind)
                         .increment(1);
                     return self
-                        .skip_open(
-                            env,
-                            body,
-                            routing_key,
-                            providers,
-                            index,
-                            attempts_done,
-                            until_ms,
-                            probing,
-                        )
+                        .skip_open(env, body, routing_key, at, until_ms, probing)
                         .await;
                 }
             }
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn skip_open(
         &self,
         env: &ValidEnvelope,
         body: &[u8],
         routing_key: &str,
-        providers: &[ResolvedProvider],
-        index: usize,
-        attempts_done: u32,
+        at: Position<'_>,
         until_ms: i64,
         probing: bool,
     ) -> Gate {
-        let provider = &providers[index];
+        let Position {
+            providers,
+            index,
+            attempts_done,
+        } = at;
+        let Some(provider) = providers.get(index) else {
+            return Gate::Next;
+        };
         let skipped = event(
             env,
             EventKind::CircuitOpen,
