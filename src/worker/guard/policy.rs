@@ -39,6 +39,9 @@ pub const HEADER_NOT_BEFORE: &str = "x-not-before";
 pub const HEADER_RATE_SLOT: &str = "x-rate-slot";
 /// Waits this short are waited out in process rather than through a delay queue.
 const MAX_INLINE_WAIT: Duration = Duration::from_millis(20);
+/// An `x-not-before` further ahead than this is not ours (no cool-down or reservation reaches
+/// it): ignored rather than parking the message for days.
+const MAX_NOT_BEFORE: Duration = Duration::from_secs(48 * 3600);
 
 /// What the policy does with the provider at hand.
 pub enum Gate {
@@ -124,6 +127,10 @@ impl Deliverer {
         let not_before = header_i64(headers, HEADER_NOT_BEFORE)?;
         let remaining = not_before - now_ms();
         if remaining <= 0 {
+            return None;
+        }
+        if remaining > MAX_NOT_BEFORE.as_millis() as i64 {
+            tracing::warn!(message_id = %env.id, "ignoring an x-not-before header too far ahead");
             return None;
         }
         let remaining = Duration::from_millis(remaining as u64);
