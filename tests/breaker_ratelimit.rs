@@ -92,7 +92,8 @@ async fn the_breaker_opens_after_repeated_failures_skips_the_provider_and_closes
     let app = TestApp::spawn_with(common::Options {
         vars: vars(&[
             ("COMMUNICATION_BREAKER_THRESHOLD", "3"),
-            ("COMMUNICATION_BREAKER_COOLDOWN_MS", "1500"),
+            // Long enough that the next message surely arrives within it on a busy machine.
+            ("COMMUNICATION_BREAKER_COOLDOWN_MS", "2500"),
         ]),
         ..Default::default()
     })
@@ -180,7 +181,7 @@ async fn with_a_single_provider_an_open_breaker_delays_messages_until_the_budget
     let app = TestApp::spawn_with(common::Options {
         vars: vars(&[
             ("COMMUNICATION_BREAKER_THRESHOLD", "2"),
-            ("COMMUNICATION_BREAKER_COOLDOWN_MS", "1000"),
+            ("COMMUNICATION_BREAKER_COOLDOWN_MS", "2000"),
             ("COMMUNICATION_RETRY_ATTEMPTS", "3"),
             ("COMMUNICATION_RETRY_MAX_MS", "2000"),
         ]),
