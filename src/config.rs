@@ -69,6 +69,19 @@ impl Default for RetryPolicy {
     }
 }
 
+/// Circuit breakers and rate limits of the worker (see `worker::guard`).
+#[derive(Debug, Clone, Copy)]
+pub struct GuardSettings {
+    /// Consecutive provider failures that open a breaker; 0 disables breakers.
+    pub threshold: u32,
+    /// How long an open breaker refuses calls before one probe is let through.
+    pub cooldown: Duration,
+    /// How long a half-open probe may hold its lock: longer than one provider call.
+    pub probe_ttl: Duration,
+    /// How long one Redis call may take before the per-process state is used instead.
+    pub redis_timeout: Duration,
+}
+
 /// Worker tuning.
 #[derive(Debug, Clone, Copy)]
 pub struct WorkerTuning {
@@ -114,6 +127,8 @@ pub struct Config {
     pub provider_timeout: Duration,
     /// How long resolved provider lists stay cached in a worker.
     pub provider_cache_ttl: Duration,
+    /// Circuit breakers and rate limits of the worker.
+    pub guard: GuardSettings,
 }
 
 impl std::fmt::Debug for Config {
@@ -125,6 +140,7 @@ impl std::fmt::Debug for Config {
             .field("allow_private_hosts", &self.allow_private_hosts)
             .field("retry", &self.retry)
             .field("worker", &self.worker)
+            .field("guard", &self.guard)
             .field("keyring", &self.keyring)
             .finish_non_exhaustive()
     }
@@ -315,6 +331,8 @@ impl Config {
         }
         let provider_timeout_ms: u64 = parse_num(get, "COMMUNICATION_PROVIDER_TIMEOUT_MS", 15_000)?;
         let provider_cache_ms: u64 = parse_num(get, "COMMUNICATION_PROVIDER_CACHE_MS", 5_000)?;
+        let provider_timeout = Duration::from_millis(provider_timeout_ms.max(1));
+        let guard = guard_settings(get, provider_timeout)?;
         Ok(Config {
             database_url: database_url.into(),
             redis_url: redis_url.into(),
@@ -334,10 +352,37 @@ impl Config {
             provider_bases: bases,
             db_pool_size,
             publish_channels,
-            provider_timeout: Duration::from_millis(provider_timeout_ms.max(1)),
+            provider_timeout,
             provider_cache_ttl: Duration::from_millis(provider_cache_ms),
+            guard,
         })
     }
+}
+
+/// Circuit breaker and rate-limit settings. The half-open probe may hold its lock for one
+/// provider call (the provider timeout) plus a margin.
+fn guard_settings(get: Lookup, provider_timeout: Duration) -> Result<GuardSettings, ConfigError> {
+    let threshold: u32 = parse_num(get, "COMMUNICATION_BREAKER_THRESHOLD", 5)?;
+    let cooldown_ms: u64 = parse_num(get, "COMMUNICATION_BREAKER_COOLDOWN_MS", 30_000)?;
+    if cooldown_ms == 0 || cooldown_ms > 86_400_000 {
+        return Err(err(
+            "COMMUNICATION_BREAKER_COOLDOWN_MS",
+            "must be 1 to 86400000 (one day)",
+        ));
+    }
+    let redis_timeout_ms: u64 = parse_num(get, "COMMUNICATION_GUARD_REDIS_TIMEOUT_MS", 250)?;
+    if redis_timeout_ms == 0 || redis_timeout_ms > 60_000 {
+        return Err(err(
+            "COMMUNICATION_GUARD_REDIS_TIMEOUT_MS",
+            "must be 1 to 60000",
+        ));
+    }
+    Ok(GuardSettings {
+        threshold,
+        cooldown: Duration::from_millis(cooldown_ms),
+        probe_ttl: provider_timeout + Duration::from_secs(5),
+        redis_timeout: Duration::from_millis(redis_timeout_ms),
+    })
 }
 
 fn check_base(name: &'static str, v: &str) -> Result<String, ConfigError> {
@@ -434,6 +479,45 @@ mod tests {
             let get = lookup(&vars);
             let e = Config::from_lookup(&get, needs_token).expect_err("must fail");
             assert_eq!(e.name, name);
+            assert!(!e.to_string().contains('\n'));
+        }
+    }
+
+    #[test]
+    fn breaker_and_rate_limit_settings_have_defaults_and_named_errors() {
+        let base = [
+            ("DATABASE_URL", "postgres://x/y"),
+            ("ENCRYPTION_SECRET", KEY),
+        ];
+        let c = Config::from_lookup(&lookup(&base), false).expect("valid");
+        assert_eq!(c.guard.threshold, 5);
+        assert_eq!(c.guard.cooldown, Duration::from_secs(30));
+        assert_eq!(c.guard.redis_timeout, Duration::from_millis(250));
+        assert_eq!(c.guard.probe_ttl, Duration::from_secs(20));
+        let mut vars = base.to_vec();
+        vars.extend([
+            ("COMMUNICATION_BREAKER_THRESHOLD", "0"),
+            ("COMMUNICATION_BREAKER_COOLDOWN_MS", "1500"),
+            ("COMMUNICATION_GUARD_REDIS_TIMEOUT_MS", "50"),
+            ("COMMUNICATION_PROVIDER_TIMEOUT_MS", "1000"),
+        ]);
+        let c = Config::from_lookup(&lookup(&vars), false).expect("valid");
+        assert_eq!(c.guard.threshold, 0, "0 disables breakers");
+        assert_eq!(c.guard.cooldown, Duration::from_millis(1500));
+        assert_eq!(c.guard.redis_timeout, Duration::from_millis(50));
+        assert_eq!(c.guard.probe_ttl, Duration::from_secs(6));
+        for (name, value) in [
+            ("COMMUNICATION_BREAKER_THRESHOLD", "many"),
+            ("COMMUNICATION_BREAKER_THRESHOLD", "-1"),
+            ("COMMUNICATION_BREAKER_COOLDOWN_MS", "0"),
+            ("COMMUNICATION_BREAKER_COOLDOWN_MS", "soon"),
+            ("COMMUNICATION_GUARD_REDIS_TIMEOUT_MS", "0"),
+            ("COMMUNICATION_GUARD_REDIS_TIMEOUT_MS", "999999"),
+        ] {
+            let mut vars = base.to_vec();
+            vars.push((name, value));
+            let e = Config::from_lookup(&lookup(&vars), false).expect_err("must fail");
+            assert_eq!(e.name, name, "{value}");
             assert!(!e.to_string().contains('\n'));
         }
     }

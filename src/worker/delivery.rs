@@ -12,6 +12,8 @@ use rand::Rng;
 use serde_json::json;
 use uuid::Uuid;
 
+use super::guard::ProviderGuard;
+use super::guard::policy::{Gate, HEADER_NOT_BEFORE, Position, rate_slot};
 use super::resolver::{ResolvedProvider, Resolver};
 use super::writer::{Record, Writer};
 use crate::config::RetryPolicy;
@@ -46,9 +48,11 @@ pub struct Deliverer {
     pub topology: Topology,
     pub retry: RetryPolicy,
     pub public_url: Option<String>,
+    /// Circuit breakers and rate limits (see `guard`).
+    pub guard: Arc<ProviderGuard>,
 }
 
-fn event(
+pub(crate) fn event(
     env: &ValidEnvelope,
     kind: EventKind,
     provider: Option<&ResolvedProvider>,
@@ -64,7 +68,7 @@ fn event(
     }
 }
 
-fn update(env: &ValidEnvelope, status: MessageStatus) -> StatusUpdate {
+pub(crate) fn update(env: &ValidEnvelope, status: MessageStatus) -> StatusUpdate {
     StatusUpdate {
         id: env.id,
         status: status.as_str().to_owned(),
@@ -171,6 +175,9 @@ impl Deliverer {
             metrics::counter!("communication_deliveries_total", "channel" => env.message.channel.as_str(), "outcome" => "expired").increment(1);
             return self.commit(record).await;
         }
+        if let Some(waiting) = self.wait_until_due(&env, body, headers).await {
+            return waiting;
+        }
         let providers = match self
             .resolver
             .resolve(
@@ -190,6 +197,8 @@ impl Deliverer {
             .unwrap_or(0)
             .max(0) as usize;
         let mut attempts_done = header_i64(headers, HEADER_ATTEMPT).unwrap_or(0).max(0) as u32;
+        // A rate-limit token this message already holds (taken before it was delayed).
+        let mut token_held = rate_slot(headers);
         if providers.is_empty() {
             let reason = match env.message.provider_id {
                 Some(id) => format!(
@@ -216,6 +225,29 @@ impl Deliverer {
                     )
                     .await;
             };
+            let token_reserved = token_held.take() == Some(provider.id);
+            let pass = match self
+                .gate(
+                    &env,
+                    body,
+                    routing_key,
+                    Position {
+                        providers: &providers,
+                        index,
+                        attempts_done,
+                    },
+                    token_reserved,
+                )
+                .await
+            {
+                Gate::Go(pass) => pass,
+                Gate::Next => {
+                    index += 1;
+                    attempts_done = 0;
+                    continue;
+                }
+                Gate::Done(disposition) => return disposition,
+            };
             let attempt_no = attempts_done + 1;
             let before = Record {
                 update: Some(StatusUpdate {
@@ -233,6 +265,7 @@ impl Deliverer {
                 dead_letter: None,
             };
             if self.commit(before).await == Disposition::Requeue {
+                self.guard.release(provider.id, &pass).await;
                 return Disposition::Requeue;
             }
             let outbound = OutboundMessage {
@@ -252,6 +285,20 @@ impl Deliverer {
             let latency_ms = started.elapsed().as_millis() as u64;
             metrics::histogram!("communication_provider_call_seconds", "kind" => provider.kind.as_str())
                 .record(started.elapsed().as_secs_f64());
+            let open_until = match &result {
+                Err(e) if !matches!(e.class, ErrorClass::RecipientPermanent) => {
+                    match self.note_failure(&env, provider, &pass).await {
+                        Ok(open) => open,
+                        Err(disposition) => return disposition,
+                    }
+                }
+                _ => {
+                    // Sent, or the recipient refused: the provider itself works.
+                    self.guard.record_healthy(provider.id, &pass).await;
+                    None
+                }
+            };
+            let has_next = providers.get(index + 1).is_some();
             match result {
                 Ok(receipt) => {
                     let record = Record {
@@ -291,8 +338,11 @@ impl Deliverer {
                                 )
                                 .await;
                         }
+                        // With the breaker open, retrying here is pointless while another
+                        // provider is left: fail over now (below).
                         ErrorClass::Transient { retry_after }
-                            if attempt_no < self.retry.attempts_per_provider =>
+                            if attempt_no < self.retry.attempts_per_provider
+                                && !(open_until.is_some() && has_next) =>
                         {
                             return self
                                 .schedule_retry(
@@ -305,6 +355,7 @@ impl Deliverer {
                                     retry_after,
                                     &err,
                                     latency_ms,
+                                    open_until,
                                 )
                                 .await;
                         }
@@ -347,7 +398,7 @@ impl Deliverer {
         }
     }
 
-    async fn commit(&self, record: Record) -> Disposition {
+    pub(crate) async fn commit(&self, record: Record) -> Disposition {
         match self.writer.record(record).await {
             Ok(()) => Disposition::Ack,
             Err(e) => {
@@ -369,9 +420,21 @@ impl Deliverer {
         retry_after: Option<Duration>,
         err: &ProviderError,
         latency_ms: u64,
+        open_until: Option<i64>,
     ) -> Disposition {
-        let wanted = retry_delay(&self.retry, attempt_no, retry_after);
+        // The breaker is open (this is the last provider): wait out the cool-down.
+        let not_before = open_until.filter(|until| *until > Utc::now().timestamp_millis());
+        let wanted = match not_before {
+            Some(until) => {
+                Duration::from_millis((until - Utc::now().timestamp_millis()).max(0) as u64)
+            }
+            None => retry_delay(&self.retry, attempt_no, retry_after),
+        };
         let tier = self.topology.tier_for(wanted);
+        let delay_ms = match not_before {
+            Some(_) => wanted.as_millis() as u64,
+            None => tier.as_millis() as u64,
+        };
         let mut headers = FieldTable::default();
         headers.insert(
             HEADER_ATTEMPT.into(),
@@ -381,6 +444,9 @@ impl Deliverer {
             HEADER_PROVIDER_INDEX.into(),
             AMQPValue::LongLongInt(index as i64),
         );
+        if let Some(until) = not_before {
+            headers.insert(HEADER_NOT_BEFORE.into(), AMQPValue::LongLongInt(until));
+        }
         let queue = self.topology.delay_queue(env.message.channel, tier);
         let _ = routing_key;
         // Record first, then publish: if the publish fails the delivery is requeued and tried
@@ -396,7 +462,7 @@ impl Deliverer {
                     env,
                     EventKind::RetryScheduled,
                     Some(provider),
-                    json!({"provider": provider.name, "attempt": attempt_no, "delay_ms": tier.as_millis() as u64,
+                    json!({"provider": provider.name, "attempt": attempt_no, "delay_ms": delay_ms,
                            "reason": why, "latency_ms": latency_ms}),
                 )],
                 dead_letter: None,
@@ -419,7 +485,7 @@ impl Deliverer {
     }
 
     /// Marks the message failed; with `dead_letter`, also sends the envelope to `{ns}.dead`.
-    async fn fail(
+    pub(crate) async fn fail(
         &self,
         env: &ValidEnvelope,
         body: &[u8],

@@ -8,6 +8,7 @@
 //! writer.
 
 pub mod delivery;
+pub mod guard;
 pub mod resolver;
 pub mod writer;
 
@@ -27,6 +28,7 @@ use crate::domain::Channel;
 use crate::providers::ProviderContext;
 use crate::queue::{Publisher, Topology};
 use delivery::{Deliverer, Disposition};
+use guard::ProviderGuard;
 use resolver::Resolver;
 use writer::Writer;
 
@@ -63,6 +65,11 @@ pub async fn run(config: &Config, pool: PgPool, shutdown: CancellationToken) -> 
         topology: topology.clone(),
         retry: config.retry,
         public_url: config.public_url.clone(),
+        guard: Arc::new(ProviderGuard::new(
+            config.guard,
+            &config.namespace,
+            Some(config.redis_url.expose_secret()),
+        )),
     });
     let concurrency = config.worker.concurrency;
     let permits = Arc::new(Semaphore::new(concurrency));

@@ -21,6 +21,8 @@ pub struct ResolvedProvider {
     pub id: Uuid,
     pub kind: ProviderKind,
     pub name: String,
+    /// The provider config's optional `rate_per_second` (a limit shared by all replicas).
+    pub rate_per_second: Option<f64>,
     pub adapter: Arc<dyn Provider>,
 }
 
@@ -30,6 +32,7 @@ impl std::fmt::Debug for ResolvedProvider {
             .field("id", &self.id)
             .field("kind", &self.kind)
             .field("name", &self.name)
+            .field("rate_per_second", &self.rate_per_second)
             .finish()
     }
 }
@@ -98,6 +101,10 @@ impl Resolver {
                 id: row.id,
                 kind,
                 name: row.name.clone(),
+                rate_per_second: config
+                    .get("rate_per_second")
+                    .and_then(Value::as_f64)
+                    .filter(|r| *r > 0.0),
                 adapter,
             }),
             Err(e) => {
