@@ -18,7 +18,9 @@ use crate::config::RetryPolicy;
 use crate::domain::{EventKind, MessageStatus};
 use crate::providers::{ErrorClass, OutboundMessage, ProviderError};
 use crate::queue::envelope::{self, Rejection, ValidEnvelope};
-use crate::queue::topology::header_i64;
+use crate::queue::topology::{header_i64, header_str};
+use crate::trace_context::{self, TraceContext};
+use tracing::Instrument;
 use crate::queue::{Publisher, Topology};
 use crate::store::messages::{ClaimOutcome, DeadLetter, NewEvent, NewMessage, StatusUpdate};
 
@@ -99,8 +101,25 @@ pub fn retry_delay(policy: &RetryPolicy, attempt: u32, retry_after: Option<Durat
 }
 
 impl Deliverer {
-    /// Handles one delivery from a work queue.
+    /// Handles one delivery from a work queue, inside a span continuing the message's
+    /// `traceparent` (from the intake, a direct publisher, or an earlier attempt), so every
+    /// log line and republish of this delivery carries its trace id.
     pub async fn handle(
+        &self,
+        body: &[u8],
+        headers: Option<&FieldTable>,
+        routing_key: &str,
+    ) -> Disposition {
+        let incoming = header_str(headers, trace_context::HEADER);
+        let trace = TraceContext::continue_from(incoming.as_deref());
+        let span = trace.delivery_span();
+        trace
+            .scope(self.deliver(body, headers, routing_key))
+            .instrument(span)
+            .await
+    }
+
+    async fn deliver(
         &self,
         body: &[u8],
         headers: Option<&FieldTable>,
@@ -151,6 +170,7 @@ impl Deliverer {
             }
             Ok(ClaimOutcome::New) => {}
         }
+        tracing::debug!(message_id = %env.id, channel = env.message.channel.as_str(), "delivery started");
         if let Some(expires_at) = env.message.expires_at(env.created_at)
             && Utc::now() >= expires_at
         {
@@ -272,6 +292,7 @@ impl Deliverer {
                         (Utc::now() - env.created_at).num_milliseconds().max(0) as f64 / 1000.0;
                     metrics::histogram!("communication_accept_to_sent_seconds")
                         .record(accepted_to_sent);
+                    tracing::debug!(message_id = %env.id, provider = %provider.name, kind = %provider.kind, latency_ms, "message sent");
                     return self.commit(record).await;
                 }
                 Err(err) => {
