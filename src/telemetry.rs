@@ -9,8 +9,7 @@ static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 /// Buckets of every `*_seconds` histogram: 1 ms to 5 minutes (provider calls and accept→sent
 /// can take minutes when retries are involved).
 const SECONDS_BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-    300.0,
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
 ];
 
 /// Buckets of the writer's batch sizes (rows per statement).

@@ -217,7 +217,10 @@ mod tests {
     fn a_child_keeps_the_trace_and_points_at_its_parent() {
         let ctx = TraceContext::continue_from(Some(VALID));
         assert_eq!(ctx.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert_eq!(ctx.parent_span_id_hex().as_deref(), Some("00f067aa0ba902b7"));
+        assert_eq!(
+            ctx.parent_span_id_hex().as_deref(),
+            Some("00f067aa0ba902b7")
+        );
         assert_ne!(ctx.span_id_hex(), "00f067aa0ba902b7");
         let header = ctx.traceparent();
         let next = TraceParent::parse(&header).expect("own header parses");

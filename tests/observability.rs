@@ -41,7 +41,9 @@ impl Write for Capture {
 fn capture_json_logs() {
     LOGS.get_or_init(|| Mutex::new(Vec::new()));
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("communication=debug,warn"))
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            "communication=debug,warn",
+        ))
         .json()
         .with_current_span(true)
         .with_span_list(true)
@@ -134,8 +136,14 @@ async fn one_send_is_one_trace_from_the_request_through_retries_and_failover_to_
     let r = send_traced(&app, &incoming).await;
     assert_eq!(r.status(), 202);
     let (answered_trace, intake_span) = split_traceparent(&response_traceparent(&r));
-    assert_eq!(answered_trace, trace, "the intake continues the caller's trace");
-    assert_ne!(intake_span, parent, "the intake's own span is the new parent");
+    assert_eq!(
+        answered_trace, trace,
+        "the intake continues the caller's trace"
+    );
+    assert_ne!(
+        intake_span, parent,
+        "the intake's own span is the new parent"
+    );
     let id = r.json::<Value>().await.expect("json")["id"]
         .as_str()
         .expect("id")
@@ -158,7 +166,11 @@ async fn one_send_is_one_trace_from_the_request_through_retries_and_failover_to_
         .iter()
         .filter(|l| message_of(l) == "delivery started")
         .collect();
-    assert_eq!(deliveries.len(), 3, "first delivery and two retries: {lines:?}");
+    assert_eq!(
+        deliveries.len(),
+        3,
+        "first delivery and two retries: {lines:?}"
+    );
     assert_eq!(
         lines
             .iter()
@@ -180,7 +192,10 @@ async fn one_send_is_one_trace_from_the_request_through_retries_and_failover_to_
         .map(|l| {
             (
                 l["span"]["span_id"].as_str().unwrap_or("").to_owned(),
-                l["span"]["parent_span_id"].as_str().unwrap_or("").to_owned(),
+                l["span"]["parent_span_id"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned(),
             )
         })
         .collect();
@@ -691,7 +706,10 @@ fn the_deploy_files_set_only_variables_the_service_reads_and_all_it_requires() {
         "COMMUNICATION_LISTEN_ADDR",
         "COMMUNICATION_WORKER_METRICS_ADDR",
     ] {
-        assert!(variable_names(&k8s).contains(required), "k8s lacks {required}");
+        assert!(
+            variable_names(&k8s).contains(required),
+            "k8s lacks {required}"
+        );
         assert!(
             variable_names(&compose).contains(required),
             "compose lacks {required}"

@@ -61,7 +61,7 @@ fn accepted(id: Uuid, replayed: bool) -> Response {
         (status = 400, description = "Malformed JSON or header", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not application/json", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields (see `errors`)", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields (see `errors`); on /v1/send also an Idempotency-Key reused with another body", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid credentials", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 403, description = "The credentials may not do this", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 409, description = "Same Idempotency-Key still in flight", body = super::openapi::Problem, content_type = "application/problem+json"),

@@ -19,10 +19,10 @@ use crate::domain::{EventKind, MessageStatus};
 use crate::providers::{ErrorClass, OutboundMessage, ProviderError};
 use crate::queue::envelope::{self, Rejection, ValidEnvelope};
 use crate::queue::topology::{header_i64, header_str};
-use crate::trace_context::{self, TraceContext};
-use tracing::Instrument;
 use crate::queue::{Publisher, Topology};
 use crate::store::messages::{ClaimOutcome, DeadLetter, NewEvent, NewMessage, StatusUpdate};
+use crate::trace_context::{self, TraceContext};
+use tracing::Instrument;
 
 /// Header: attempts already made on the current provider.
 pub const HEADER_ATTEMPT: &str = "x-attempt";
