@@ -377,6 +377,11 @@ async fn metrics_expose_requests_publishes_deliveries_retries_failovers_dead_let
         .await;
     let id = app.send_sms("acme", "metrics please").await;
     app.wait_for_status("acme", &id, &["sent"]).await;
+    // A tenant whose only provider refuses: failed, with the provider's kind.
+    app.system_provider("umbrella", "sms", "refuses", "fail_permanent", 1)
+        .await;
+    let failed = app.send_sms("umbrella", "metrics please").await;
+    app.wait_for_status("umbrella", &failed, &["failed"]).await;
     // An envelope that fails validation is dead-lettered.
     app.publish_raw("sms", br#"{"version": 1, "id": "nope"}"#)
         .await;
@@ -429,6 +434,14 @@ async fn metrics_expose_requests_publishes_deliveries_retries_failovers_dead_let
     positive(
         "communication_provider_call_seconds_bucket",
         &[("kind", "system"), ("le", "+Inf")],
+    );
+    positive(
+        "communication_deliveries_total",
+        &[
+            ("channel", "sms"),
+            ("kind", "system"),
+            ("outcome", "failed"),
+        ],
     );
     positive("communication_retries_total", &[("kind", "system")]);
     positive("communication_failovers_total", &[("kind", "system")]);

@@ -187,7 +187,7 @@ impl Deliverer {
                 )],
                 dead_letter: None,
             };
-            metrics::counter!("communication_deliveries_total", "channel" => env.message.channel.as_str(), "outcome" => "expired").increment(1);
+            metrics::counter!("communication_deliveries_total", "channel" => env.message.channel.as_str(), "kind" => "none", "outcome" => "expired").increment(1);
             return self.commit(record).await;
         }
         let providers = match self
@@ -476,7 +476,8 @@ impl Deliverer {
                 json!({"reason": reason}),
             ));
         }
-        metrics::counter!("communication_deliveries_total", "channel" => env.message.channel.as_str(), "outcome" => "failed").increment(1);
+        metrics::counter!("communication_deliveries_total", "channel" => env.message.channel.as_str(),
+            "kind" => provider.map(|p| p.kind.as_str()).unwrap_or("none"), "outcome" => "failed").increment(1);
         self.commit(Record {
             update: Some(StatusUpdate {
                 last_error: Some(reason.clone()),
