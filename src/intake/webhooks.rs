@@ -42,7 +42,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
     summary = "A provider's signed delivery receipt",
     security(()),
     params(
-        ("kind" = String, Path, description = "twilio or resend"),
+        ("kind" = String, Path, description = "The provider kind that signs the receipt, e.g. twilio or resend"),
         ("provider_id" = Uuid, Path, description = "The provider row whose secret verifies the signature"),
     ),
     responses(
