@@ -129,6 +129,12 @@ pub struct Config {
     pub provider_cache_ttl: Duration,
     /// Circuit breakers and rate limits of the worker.
     pub guard: GuardSettings,
+    /// Where a worker serves `/healthz` and `/metrics` (`COMMUNICATION_WORKER_METRICS_ADDR`);
+    /// unset: the worker opens no port.
+    pub worker_metrics_addr: Option<SocketAddr>,
+    /// `COMMUNICATION_LOG_FORMAT`: JSON log lines instead of text (read by
+    /// `telemetry::init_tracing` before the rest of the configuration; validated here).
+    pub json_logs: bool,
 }
 
 impl std::fmt::Debug for Config {
@@ -142,6 +148,8 @@ impl std::fmt::Debug for Config {
             .field("worker", &self.worker)
             .field("guard", &self.guard)
             .field("keyring", &self.keyring)
+            .field("worker_metrics_addr", &self.worker_metrics_addr)
+            .field("json_logs", &self.json_logs)
             .finish_non_exhaustive()
     }
 }
@@ -333,6 +341,20 @@ impl Config {
         let provider_cache_ms: u64 = parse_num(get, "COMMUNICATION_PROVIDER_CACHE_MS", 5_000)?;
         let provider_timeout = Duration::from_millis(provider_timeout_ms.max(1));
         let guard = guard_settings(get, provider_timeout)?;
+        let worker_metrics_addr = match get("COMMUNICATION_WORKER_METRICS_ADDR") {
+            None => None,
+            Some(v) => Some(v.trim().parse().map_err(|_| {
+                err(
+                    "COMMUNICATION_WORKER_METRICS_ADDR",
+                    format!("must be host:port, got {v:?}"),
+                )
+            })?),
+        };
+        let json_logs = match get("COMMUNICATION_LOG_FORMAT").as_deref().map(str::trim) {
+            None | Some("text") => false,
+            Some("json") => true,
+            Some(_) => return Err(err("COMMUNICATION_LOG_FORMAT", "must be text or json")),
+        };
         Ok(Config {
             database_url: database_url.into(),
             redis_url: redis_url.into(),
@@ -355,6 +377,8 @@ impl Config {
             provider_timeout,
             provider_cache_ttl: Duration::from_millis(provider_cache_ms),
             guard,
+            worker_metrics_addr,
+            json_logs,
         })
     }
 }
@@ -419,6 +443,24 @@ mod tests {
         assert_eq!(c.listen_addr.to_string(), "127.0.0.1:8080");
         assert_eq!(c.retry.attempts_per_provider, 4);
         assert!(!c.allow_private_hosts);
+        assert_eq!(c.worker_metrics_addr, None);
+        assert!(!c.json_logs);
+    }
+
+    #[test]
+    fn the_worker_metrics_address_and_json_logs_are_read() {
+        let get = lookup(&[
+            ("DATABASE_URL", "postgres://x/y"),
+            ("ENCRYPTION_SECRET", KEY),
+            ("COMMUNICATION_WORKER_METRICS_ADDR", "0.0.0.0:9090"),
+            ("COMMUNICATION_LOG_FORMAT", "json"),
+        ]);
+        let c = Config::from_lookup(&get, false).expect("valid");
+        assert_eq!(
+            c.worker_metrics_addr.map(|a| a.to_string()).as_deref(),
+            Some("0.0.0.0:9090")
+        );
+        assert!(c.json_logs);
     }
 
     #[test]
@@ -473,6 +515,24 @@ mod tests {
                 ],
                 false,
                 "ENCRYPTION_SECRET_PREVIOUS",
+            ),
+            (
+                vec![
+                    ("DATABASE_URL", "postgres://x/y"),
+                    ("ENCRYPTION_SECRET", KEY),
+                    ("COMMUNICATION_WORKER_METRICS_ADDR", "port 9090"),
+                ],
+                false,
+                "COMMUNICATION_WORKER_METRICS_ADDR",
+            ),
+            (
+                vec![
+                    ("DATABASE_URL", "postgres://x/y"),
+                    ("ENCRYPTION_SECRET", KEY),
+                    ("COMMUNICATION_LOG_FORMAT", "yaml"),
+                ],
+                false,
+                "COMMUNICATION_LOG_FORMAT",
             ),
         ];
         for (vars, needs_token, name) in cases {

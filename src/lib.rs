@@ -16,4 +16,5 @@ pub mod queue;
 pub mod rotation;
 pub mod store;
 pub mod telemetry;
+pub mod trace_context;
 pub mod worker;

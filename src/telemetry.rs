@@ -1,15 +1,38 @@
-//! Logging and metrics set-up.
+//! Logging and metrics set-up, and the worker's small `/healthz` + `/metrics` listener.
 
 use std::sync::OnceLock;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
-/// The process's Prometheus recorder, installed on first use.
+/// Buckets of every `*_seconds` histogram: 1 ms to 5 minutes (provider calls and accept→sent
+/// can take minutes when retries are involved).
+const SECONDS_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
+/// Buckets of the writer's batch sizes (rows per statement).
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0];
+
+/// The process's Prometheus recorder, installed on first use. Histograms are exported as real
+/// Prometheus histograms (`_bucket`, `_sum`, `_count`), so they aggregate across replicas.
 pub fn metrics_handle() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
-        let recorder = PrometheusBuilder::new().build_recorder();
+        let builder = PrometheusBuilder::new();
+        let builder = match builder
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full("communication_db_batch_size".into()),
+                    BATCH_BUCKETS,
+                )
+            }) {
+            Ok(b) => b,
+            // Only an empty bucket list fails; fall back to the exporter's summaries.
+            Err(_) => PrometheusBuilder::new(),
+        };
+        let recorder = builder.build_recorder();
         let handle = recorder.handle();
         // Fails only if another recorder was installed first; then ours just stays empty.
         let _ = metrics::set_global_recorder(recorder);
@@ -17,20 +40,55 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
     })
 }
 
-/// Structured logs to stderr; `COMMUNICATION_LOG_FORMAT=json` for JSON lines. Level from
-/// `RUST_LOG` (default `info`).
+/// Structured logs to stderr for every command (`serve`, `worker`, `all`, …);
+/// `COMMUNICATION_LOG_FORMAT=json` for JSON lines, whose `span`/`spans` fields carry the
+/// `trace_id` of the send being handled (see `trace_context`). Level from `RUST_LOG`
+/// (default `info`).
 pub fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = std::env::var("COMMUNICATION_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let json = std::env::var("COMMUNICATION_LOG_FORMAT").is_ok_and(|v| v.trim() == "json");
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     if json {
-        let _ = builder.json().try_init();
+        let _ = builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .try_init();
     } else {
         let _ = builder.try_init();
     }
+}
+
+/// Serves `GET /healthz` and `GET /metrics` for a worker process (which has no HTTP API) until
+/// `shutdown` is cancelled, so its metrics can be scraped and its liveness probed.
+pub async fn serve_worker_endpoints(
+    listener: tokio::net::TcpListener,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> std::io::Result<()> {
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .route(
+            "/metrics",
+            get(|| async {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4",
+                    )],
+                    metrics_handle().render(),
+                )
+            }),
+        );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
 }
 
 /// Installs the one TLS crypto provider (aws-lc-rs) before any TLS client is built.

@@ -67,6 +67,28 @@ fn decode_cursor(s: &str) -> Option<i64> {
         .ok()
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/dead-letters",
+    tag = "dead-letters",
+    summary = "List dead letters, newest first (operators)",
+    params(
+        ("tenant" = Option<String>, Query, description = "Only this tenant's"),
+        ("since" = Option<String>, Query, description = "RFC 3339, inclusive"),
+        ("until" = Option<String>, Query, description = "RFC 3339, exclusive"),
+        ("replayed" = Option<bool>, Query, description = "true or false"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("limit" = Option<i64>, Query, description = "1 to 200, default 50"),
+    ),
+    responses(
+        (status = 200, description = "A page of dead letters (never their content)", body = super::openapi::DeadLetterPage),
+        (status = 400, description = "Invalid filter (see `errors`)", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid credentials", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only the service token (operators) may do this", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Unexpected failure (details only in the service's log)", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is down; retry later (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -163,6 +185,23 @@ fn outcome_view(id: i64, outcome: &ReplayOutcome) -> Value {
 }
 
 /// Replays one dead letter: 202 when its message is queued again.
+#[utoipa::path(
+    post,
+    path = "/v1/dead-letters/{id}/replay",
+    tag = "dead-letters",
+    summary = "Re-drive one dead letter (operators)",
+    params(("id" = i64, Path, description = "The dead letter id")),
+    responses(
+        (status = 202, description = "Its message is queued again", body = super::openapi::ReplayResult),
+        (status = 404, description = "No such dead letter (in this tenant)", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "already_replayed, message_not_failed or replay_in_progress", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "not_replayable: an invalid envelope, or no stored body", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid credentials", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only the service token (operators) may do this", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Unexpected failure (details only in the service's log)", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is down; retry later (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
 pub async fn replay(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -200,6 +239,23 @@ pub async fn replay(
 
 /// Replays several: `{"ids": [1, 2]}` or `{"all": true}` (the oldest not yet replayed, up to
 /// 500 per call). Answers 200 with one result per dead letter.
+#[utoipa::path(
+    post,
+    path = "/v1/dead-letters/replay",
+    tag = "dead-letters",
+    summary = "Re-drive several dead letters (operators)",
+    request_body = super::openapi::ReplayManyRequest,
+    responses(
+        (status = 200, description = "One result per dead letter", body = super::openapi::ReplayManyResult),
+        (status = 400, description = "Malformed JSON", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields (see `errors`)", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid credentials", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only the service token (operators) may do this", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Unexpected failure (details only in the service's log)", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is down; retry later (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
 pub async fn replay_many(
     State(state): State<Arc<AppState>>,
     caller: Caller,

@@ -12,10 +12,31 @@ use serde_json::json;
 
 use super::AppState;
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    summary = "Liveness",
+    security(()),
+    responses(
+        (status = 200, description = "The process answers", body = super::openapi::Health)
+    )
+)]
 pub async fn healthz() -> Response {
     axum::Json(json!({"status": "ok"})).into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    summary = "Readiness: Postgres, Redis and RabbitMQ reachable",
+    security(()),
+    responses(
+        (status = 200, description = "Ready", body = super::openapi::Readiness),
+        (status = 503, description = "A dependency is unreachable", body = super::openapi::Readiness)
+    )
+)]
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let limit = Duration::from_secs(2);
     let pg = async {
@@ -56,6 +77,16 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    summary = "Prometheus metrics",
+    security(()),
+    responses(
+        (status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain")
+    )
+)]
 pub async fn metrics() -> Response {
     (
         [(

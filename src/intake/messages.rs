@@ -38,6 +38,22 @@ fn view(row: &MessageRow) -> Value {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/messages/{id}",
+    tag = "messages",
+    summary = "A message with its events",
+    params(("id" = Uuid, Path, description = "The resource id")),
+    responses(
+        (status = 200, description = "The message (`queued` while only accepted)", body = super::openapi::MessageView),
+        (status = 401, description = "Missing or invalid credentials", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The credentials may not do this", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid X-Tenant-Id", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource for this tenant", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Unexpected failure (details only in the service's log)", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is down; retry later (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
 pub async fn get(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -114,6 +130,28 @@ fn decode_cursor(s: &str) -> Option<(DateTime<Utc>, Uuid)> {
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/messages",
+    tag = "messages",
+    summary = "List messages, newest first",
+    params(
+        ("status" = Option<String>, Query, description = "Only this status"),
+        ("channel" = Option<String>, Query, description = "email or sms"),
+        ("since" = Option<String>, Query, description = "RFC 3339, inclusive"),
+        ("until" = Option<String>, Query, description = "RFC 3339, exclusive"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("limit" = Option<i64>, Query, description = "1 to 200, default 50"),
+    ),
+    responses(
+        (status = 200, description = "A page of messages", body = super::openapi::MessagePage),
+        (status = 400, description = "Invalid filter (see `errors`)", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid credentials", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The credentials may not do this", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Unexpected failure (details only in the service's log)", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is down; retry later (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     caller: Caller,

@@ -95,6 +95,25 @@ fn conflict_or(e: sqlx::Error, context: &str) -> ApiError {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/providers",
+    tag = "providers",
+    summary = "Add a provider",
+    request_body = super::openapi::ProviderCreate,
+    responses(
+        (status = 201, description = "Created; secrets masked", body = super::openapi::ProviderView),
+        (status = 400, description = "Malformed JSON or header", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields (see `errors`)", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid credentials", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The credentials may not do this", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Name already used by this tenant", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Unexpected failure (details only in the service's log)", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is down; retry later (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
 pub async fn create(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -192,6 +211,20 @@ pub async fn create(
     Ok((StatusCode::CREATED, axum::Json(view(&state, &row))).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/providers",
+    tag = "providers",
+    summary = "List the tenant's providers",
+    responses(
+        (status = 200, description = "Providers in priority order; secrets masked", body = super::openapi::ProviderList),
+        (status = 400, description = "Invalid X-Tenant-Id", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid credentials", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The credentials may not do this", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Unexpected failure (details only in the service's log)", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is down; retry later (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -217,6 +250,22 @@ async fn load(state: &AppState, caller: &Caller, id: &str) -> Result<ProviderRow
         .ok_or_else(|| ApiError::not_found("provider"))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/providers/{id}",
+    tag = "providers",
+    summary = "One provider",
+    params(("id" = Uuid, Path, description = "The resource id")),
+    responses(
+        (status = 200, description = "The provider; secrets masked", body = super::openapi::ProviderView),
+        (status = 400, description = "Invalid X-Tenant-Id", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid credentials", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The credentials may not do this", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource for this tenant", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Unexpected failure (details only in the service's log)", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is down; retry later (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
 pub async fn get(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -226,6 +275,27 @@ pub async fn get(
     Ok(axum::Json(view(&state, &row)).into_response())
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/providers/{id}",
+    tag = "providers",
+    summary = "Change a provider",
+    params(("id" = Uuid, Path, description = "The resource id")),
+    request_body = super::openapi::ProviderPatch,
+    responses(
+        (status = 200, description = "The changed provider; secrets masked", body = super::openapi::ProviderView),
+        (status = 400, description = "Malformed JSON or header", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields (see `errors`)", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid credentials", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The credentials may not do this", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource for this tenant", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Name already used by this tenant", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Unexpected failure (details only in the service's log)", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is down; retry later (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
 pub async fn patch(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -284,6 +354,22 @@ pub async fn patch(
     Ok(axum::Json(view(&state, &row)).into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/providers/{id}",
+    tag = "providers",
+    summary = "Remove a provider",
+    params(("id" = Uuid, Path, description = "The resource id")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 400, description = "Invalid X-Tenant-Id", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid credentials", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The credentials may not do this", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource for this tenant", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Unexpected failure (details only in the service's log)", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is down; retry later (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     caller: Caller,
@@ -423,6 +509,25 @@ async fn publish_test_message(
 /// `POST /v1/providers/{id}/test`: checks the stored credentials without sending; with
 /// `{"send_to": "..."}` and a passing check, also sends a real test message through the
 /// pipeline, pinned to this provider.
+#[utoipa::path(
+    post,
+    path = "/v1/providers/{id}/test",
+    tag = "providers",
+    summary = "Check credentials without sending",
+    params(("id" = Uuid, Path, description = "The resource id")),
+    request_body(content = Option<super::openapi::ProviderTestRequest>, description = "Optional: `send_to` also sends a real test message through the pipeline when the check passes", content_type = "application/json"),
+    responses(
+        (status = 200, description = "The check result (`ok` false when the provider refused); with `send_to`, the queued (or skipped) test message", body = super::openapi::ProviderCheck),
+        (status = 415, description = "A body that is not application/json", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid `send_to` for this provider's channel, or a disabled or platform provider", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid X-Tenant-Id", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid credentials", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The credentials may not do this", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such resource for this tenant", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Unexpected failure (details only in the service's log)", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is down; retry later (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
 pub async fn test(
     State(state): State<Arc<AppState>>,
     caller: Caller,

@@ -19,6 +19,8 @@ use super::idempotency::{self, Claim};
 use super::json::{Fields, JsonObject};
 use crate::domain::{Content, FieldError, MessageDraft, check_idempotency_key};
 use crate::queue::Envelope;
+use crate::trace_context::{self, TraceContext};
+use tracing::Instrument;
 
 const SEND_FIELDS: &[&str] = &[
     "channel",
@@ -43,11 +45,58 @@ fn accepted(id: Uuid, replayed: bool) -> Response {
     response
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/send",
+    tag = "send",
+    summary = "Accept a message for delivery",
+    request_body = super::openapi::SendRequest,
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Replay-safe key (same key and body: same id)"),
+        ("traceparent" = Option<String>, Header, description = "W3C trace context to continue; an invalid one is ignored"),
+        ("X-Tenant-Id" = Option<String>, Header, description = "The tenant, with the service token"),
+    ),
+    responses(
+        (status = 202, description = "Accepted (confirmed by the broker); headers `traceparent`, and `Idempotent-Replayed: true` on a replay", body = super::openapi::SendAccepted),
+        (status = 400, description = "Malformed JSON or header", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields (see `errors`); on /v1/send also an Idempotency-Key reused with another body", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid credentials", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The credentials may not do this", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Same Idempotency-Key still in flight", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Unexpected failure (details only in the service's log)", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is down; retry later (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
 pub async fn send(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     headers: HeaderMap,
     JsonObject(body): JsonObject,
+) -> Response {
+    // A valid incoming `traceparent` is continued; an invalid or missing one starts a trace.
+    let incoming = headers
+        .get(trace_context::HEADER)
+        .and_then(|v| v.to_str().ok());
+    let trace = TraceContext::continue_from(incoming);
+    let span = trace.send_span();
+    let result = trace
+        .scope(accept(state, caller, headers, body))
+        .instrument(span)
+        .await;
+    let mut response = result.into_response();
+    if let Ok(v) = HeaderValue::from_str(&trace.traceparent()) {
+        response.headers_mut().insert(trace_context::HEADER, v);
+    }
+    response
+}
+
+async fn accept(
+    state: Arc<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: serde_json::Map<String, Value>,
 ) -> Result<Response, ApiError> {
     let tenant = caller.tenant()?.clone();
     let idempotency_key = match headers.get("idempotency-key") {
@@ -220,5 +269,6 @@ pub async fn send(
     }
     metrics::counter!("communication_accepted_total", "channel" => message.channel.as_str())
         .increment(1);
+    tracing::debug!(message_id = %id, channel = message.channel.as_str(), "send accepted");
     Ok(accepted(id, false))
 }

@@ -62,6 +62,26 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
         .unwrap_or("")
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/{kind}/{provider_id}",
+    tag = "webhooks",
+    summary = "A provider's signed delivery receipt",
+    security(()),
+    params(
+        ("kind" = String, Path, description = "The provider kind that signs the receipt, e.g. twilio or resend"),
+        ("provider_id" = Uuid, Path, description = "The provider row whose secret verifies the signature"),
+    ),
+    responses(
+        (status = 200, description = "Applied or ignored", body = super::openapi::WebhookAck),
+        (status = 400, description = "Malformed or stale receipt", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong signature", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown endpoint or message", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Unexpected failure (details only in the service's log)", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is down; retry later (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")
+    )
+)]
 pub async fn receive(
     State(state): State<Arc<AppState>>,
     Path((kind, provider_id)): Path<(String, String)>,

@@ -143,6 +143,18 @@ impl Publisher {
         headers: FieldTable,
         message_id: Option<&str>,
     ) -> Result<(), PublishError> {
+        let mut headers = headers;
+        // Work published while handling a traced send (the intake's publish, retries, dead
+        // letters) stays in that trace.
+        if let Some(ctx) = crate::trace_context::TraceContext::current() {
+            let name = lapin::types::ShortString::from(crate::trace_context::HEADER);
+            if !headers.inner().contains_key(&name) {
+                headers.insert(
+                    name,
+                    lapin::types::AMQPValue::LongString(ctx.traceparent().into_bytes().into()),
+                );
+            }
+        }
         let mut props = BasicProperties::default()
             .with_delivery_mode(2)
             .with_content_type("application/json".into())

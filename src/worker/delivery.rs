@@ -20,10 +20,12 @@ use crate::config::RetryPolicy;
 use crate::domain::{EventKind, MessageStatus};
 use crate::providers::{ErrorClass, OutboundMessage, ProviderError};
 use crate::queue::envelope::{self, Rejection, ValidEnvelope};
-use crate::queue::topology::header_i64;
+use crate::queue::topology::{header_i64, header_str};
 use crate::queue::{Publisher, Topology};
 use crate::store::dead_letters;
 use crate::store::messages::{ClaimOutcome, DeadLetter, NewEvent, NewMessage, StatusUpdate};
+use crate::trace_context::{self, TraceContext};
+use tracing::Instrument;
 
 /// Header: attempts already made on the current provider.
 pub const HEADER_ATTEMPT: &str = "x-attempt";
@@ -104,8 +106,25 @@ pub fn retry_delay(policy: &RetryPolicy, attempt: u32, retry_after: Option<Durat
 }
 
 impl Deliverer {
-    /// Handles one delivery from a work queue.
+    /// Handles one delivery from a work queue, inside a span continuing the message's
+    /// `traceparent` (from the intake, a direct publisher, or an earlier attempt), so every
+    /// log line and republish of this delivery carries its trace id.
     pub async fn handle(
+        &self,
+        body: &[u8],
+        headers: Option<&FieldTable>,
+        routing_key: &str,
+    ) -> Disposition {
+        let incoming = header_str(headers, trace_context::HEADER);
+        let trace = TraceContext::continue_from(incoming.as_deref());
+        let span = trace.delivery_span();
+        trace
+            .scope(self.deliver(body, headers, routing_key))
+            .instrument(span)
+            .await
+    }
+
+    async fn deliver(
         &self,
         body: &[u8],
         headers: Option<&FieldTable>,
@@ -156,6 +175,7 @@ impl Deliverer {
             }
             Ok(ClaimOutcome::New) => {}
         }
+        tracing::debug!(message_id = %env.id, channel = env.message.channel.as_str(), "delivery started");
         if let Some(expires_at) = env.message.expires_at(env.created_at)
             && Utc::now() >= expires_at
         {
@@ -172,7 +192,7 @@ impl Deliverer {
                 )],
                 dead_letter: None,
             };
-            metrics::counter!("communication_deliveries_total", "channel" => env.message.channel.as_str(), "outcome" => "expired").increment(1);
+            metrics::counter!("communication_deliveries_total", "channel" => env.message.channel.as_str(), "kind" => "none", "outcome" => "expired").increment(1);
             return self.commit(record).await;
         }
         if let Some(waiting) = self.wait_until_due(&env, body, headers).await {
@@ -320,6 +340,7 @@ impl Deliverer {
                         (Utc::now() - env.created_at).num_milliseconds().max(0) as f64 / 1000.0;
                     metrics::histogram!("communication_accept_to_sent_seconds")
                         .record(accepted_to_sent);
+                    tracing::debug!(message_id = %env.id, provider = %provider.name, kind = %provider.kind, latency_ms, "message sent");
                     return self.commit(record).await;
                 }
                 Err(err) => {
@@ -522,7 +543,8 @@ impl Deliverer {
                 json!({"reason": reason}),
             ));
         }
-        metrics::counter!("communication_deliveries_total", "channel" => env.message.channel.as_str(), "outcome" => "failed").increment(1);
+        metrics::counter!("communication_deliveries_total", "channel" => env.message.channel.as_str(),
+            "kind" => provider.map(|p| p.kind.as_str()).unwrap_or("none"), "outcome" => "failed").increment(1);
         self.commit(Record {
             update: Some(StatusUpdate {
                 last_error: Some(reason.clone()),

@@ -34,6 +34,18 @@ use writer::Writer;
 
 /// Runs a worker until `shutdown` is cancelled.
 pub async fn run(config: &Config, pool: PgPool, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let _ = crate::telemetry::metrics_handle();
+    metrics::gauge!("communication_worker_in_flight").increment(0.0);
+    if let Some(addr) = config.worker_metrics_addr {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        tracing::info!(addr = %listener.local_addr()?, "worker health and metrics listening");
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::telemetry::serve_worker_endpoints(listener, stop).await {
+                tracing::warn!(error = %e, "worker metrics listener stopped");
+            }
+        });
+    }
     let topology = Topology::new(&config.namespace, &config.retry);
     let (writer, writer_task) = Writer::spawn(
         pool.clone(),
