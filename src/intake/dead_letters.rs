@@ -248,6 +248,7 @@ pub async fn replay(
     responses(
         (status = 200, description = "One result per dead letter", body = super::openapi::ReplayManyResult),
         (status = 400, description = "Malformed JSON", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not application/json", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields (see `errors`)", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid credentials", body = super::openapi::Problem, content_type = "application/problem+json"),

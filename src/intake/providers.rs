@@ -518,6 +518,7 @@ async fn publish_test_message(
     request_body(content = Option<super::openapi::ProviderTestRequest>, description = "Optional: `send_to` also sends a real test message through the pipeline when the check passes", content_type = "application/json"),
     responses(
         (status = 200, description = "The check result (`ok` false when the provider refused); with `send_to`, the queued (or skipped) test message", body = super::openapi::ProviderCheck),
+        (status = 413, description = "Body too large", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 415, description = "A body that is not application/json", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid `send_to` for this provider's channel, or a disabled or platform provider", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 400, description = "Invalid X-Tenant-Id", body = super::openapi::Problem, content_type = "application/problem+json"),
