@@ -92,6 +92,36 @@ fn describe(errors: &[FieldError]) -> String {
 }
 
 /// Decodes and validates an envelope exactly as strictly as the HTTP intake validates a send.
+/// serde's messages quote the offending value (`invalid type: string "Your code is 482913"`),
+/// and a value here can be a one-time code. The reason is logged, stored and listed, so
+/// values are hidden; field names (unknown/missing/duplicate field) are kept.
+fn scrub_serde_error(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    if ["unknown field", "missing field", "duplicate field"]
+        .iter()
+        .any(|p| text.starts_with(p))
+    {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut hidden: Option<char> = None;
+    for c in text.chars() {
+        match hidden {
+            Some(close) if c == close => {
+                out.push_str("(value hidden)");
+                hidden = None;
+            }
+            Some(_) => {}
+            None if c == '"' || c == '`' => hidden = Some(c),
+            None => out.push(c),
+        }
+    }
+    if hidden.is_some() {
+        out.push_str("(value hidden)");
+    }
+    out
+}
+
 pub fn decode(body: &[u8]) -> Result<ValidEnvelope, Rejection> {
     let reject = |reason: String, v: Option<&Value>| Rejection {
         reason,
@@ -140,7 +170,10 @@ pub fn decode(body: &[u8]) -> Result<ValidEnvelope, Rejection> {
     }
     let envelope: Envelope = serde_json::from_value(value.clone()).map_err(|e| {
         reject(
-            format!("envelope does not match version 1: {e}"),
+            format!(
+                "envelope does not match version 1: {}",
+                scrub_serde_error(&e)
+            ),
             Some(&value),
         )
     })?;
@@ -169,6 +202,31 @@ pub fn decode(body: &[u8]) -> Result<ValidEnvelope, Rejection> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mistyped_value_is_not_quoted_in_the_rejection_reason() {
+        let id = Uuid::now_v7();
+        for content in [
+            serde_json::json!("Your code is 482913"),
+            serde_json::json!({"text": 482913}),
+        ] {
+            let body = serde_json::json!({"version": 1, "id": id, "tenant_id": "acme",
+                "channel": "sms", "to": "+14155550100", "content": content,
+                "created_at": "2026-11-25T10:00:00Z"});
+            let rejection = decode(body.to_string().as_bytes()).err().expect("rejected");
+            assert!(!rejection.reason.contains("482913"), "{}", rejection.reason);
+            assert!(
+                rejection.reason.contains("(value hidden)"),
+                "{}",
+                rejection.reason
+            );
+        }
+        let body = serde_json::json!({"version": 1, "id": id, "tenant_id": "acme",
+            "channel": "sms", "to": "+14155550100", "content": {"text": "x", "bogus": 1},
+            "created_at": "2026-11-25T10:00:00Z"});
+        let rejection = decode(body.to_string().as_bytes()).err().expect("rejected");
+        assert!(rejection.reason.contains("bogus"), "{}", rejection.reason);
+    }
     use serde_json::json;
 
     fn good() -> Value {
