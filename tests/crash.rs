@@ -227,7 +227,7 @@ async fn intake_and_workers_recover_when_the_broker_closes_their_connections_und
         .await;
     }
 
-    // Load: four senders until told to stop.
+    // Load: four senders until the closing rounds are done.
     let stop = Arc::new(AtomicBool::new(false));
     let next = Arc::new(AtomicUsize::new(0));
     let results: Arc<Mutex<Vec<(u16, Option<Uuid>)>>> = Arc::default();
@@ -244,7 +244,8 @@ async fn intake_and_workers_recover_when_the_broker_closes_their_connections_und
         senders.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 let n = next.fetch_add(1, Ordering::Relaxed);
-                if n >= 3000 {
+                // A safety stop only: the loop ends when the closing rounds are done.
+                if n >= 20_000 {
                     break;
                 }
                 let r = client.send(n).await;
@@ -252,6 +253,7 @@ async fn intake_and_workers_recover_when_the_broker_closes_their_connections_und
                     accepted_so_far.fetch_add(1, Ordering::Relaxed);
                 }
                 results.lock().await.push(r);
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }));
     }
