@@ -26,6 +26,9 @@ use crash_support::{
     close_namespace_connections, consumers_of, eventually, rows,
 };
 
+/// The HTTP status of one send and, on 202, the accepted id.
+type SendResult = (u16, Option<Uuid>);
+
 async fn drop_database(db_name: &str) {
     if let Ok(admin) = PgPool::connect(common::PG_ADMIN).await {
         let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -41,7 +44,7 @@ fn shared_database_url(db_name: &str) -> String {
 }
 
 /// Sends `total` emails, `parallel` at a time: (status, accepted id) of each.
-async fn send_all(client: Arc<Client>, total: usize, parallel: usize) -> Vec<(u16, Option<Uuid>)> {
+async fn send_all(client: Arc<Client>, total: usize, parallel: usize) -> Vec<SendResult> {
     futures::stream::iter(0..total)
         .map(|n| {
             let c = client.clone();
@@ -52,7 +55,7 @@ async fn send_all(client: Arc<Client>, total: usize, parallel: usize) -> Vec<(u1
         .await
 }
 
-fn accepted_ids(results: &[(u16, Option<Uuid>)]) -> HashSet<Uuid> {
+fn accepted_ids(results: &[SendResult]) -> HashSet<Uuid> {
     results.iter().filter_map(|(_, id)| *id).collect()
 }
 
@@ -230,7 +233,7 @@ async fn intake_and_workers_recover_when_the_broker_closes_their_connections_und
     // Load: four senders until the closing rounds are done.
     let stop = Arc::new(AtomicBool::new(false));
     let next = Arc::new(AtomicUsize::new(0));
-    let results: Arc<Mutex<Vec<(u16, Option<Uuid>)>>> = Arc::default();
+    let results: Arc<Mutex<Vec<SendResult>>> = Arc::default();
     let accepted_so_far = Arc::new(AtomicUsize::new(0));
     let mut senders = Vec::new();
     for _ in 0..4 {
