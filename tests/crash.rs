@@ -22,7 +22,7 @@ use tokio::sync::Mutex;
 use uuid::Uuid;
 
 use crash_support::{
-    Client, PrivatePostgres, Stack, calls_per_key, check_provider_keys,
+    BrokerProxy, Client, PrivatePostgres, Stack, calls_per_key, check_provider_keys,
     close_namespace_connections, consumers_of, eventually, rows,
 };
 
@@ -491,4 +491,186 @@ async fn a_postgres_crash_mid_batch_loses_nothing_and_sends_nothing_twice() {
     drop(serve);
     stack.remove_topology().await;
     pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_broker_is_away_intake_answers_503_and_every_202_is_sent_after_it_returns() {
+    // Serve and worker reach RabbitMQ through a proxy this test can cut: the broker goes away
+    // for them only.
+    let proxy = BrokerProxy::start().await;
+    let (db_name, pool) = common::create_database().await;
+    let amqp = proxy.amqp_url();
+    let stack = Stack::new(
+        shared_database_url(&db_name),
+        Duration::from_millis(20),
+        &[
+            ("AMQP_URL", amqp.as_str()),
+            ("COMMUNICATION_WORKER_CONCURRENCY", "8"),
+            ("COMMUNICATION_PREFETCH", "16"),
+        ],
+    )
+    .await;
+    let serve = stack.serve("serve").await;
+    let client = Arc::new(Client::new(serve.base.as_deref().expect("serve base")));
+    client.create_resend_provider().await;
+    let worker = stack.worker("worker");
+
+    // Load: four senders; each result is stamped with when its request started and ended.
+    let started = tokio::time::Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let next = Arc::new(AtomicUsize::new(0));
+    type Stamped = (Duration, Duration, SendResult);
+    let results: Arc<Mutex<Vec<Stamped>>> = Arc::default();
+    let accepted_so_far = Arc::new(AtomicUsize::new(0));
+    let refused_so_far = Arc::new(AtomicUsize::new(0));
+    let mut senders = Vec::new();
+    for _ in 0..4 {
+        let (client, stop, next, results, accepted_so_far, refused_so_far) = (
+            client.clone(),
+            stop.clone(),
+            next.clone(),
+            results.clone(),
+            accepted_so_far.clone(),
+            refused_so_far.clone(),
+        );
+        senders.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= 20_000 {
+                    break;
+                }
+                let from = started.elapsed();
+                let r = client.send(n).await;
+                match r.0 {
+                    202 => accepted_so_far.fetch_add(1, Ordering::Relaxed),
+                    503 => refused_so_far.fetch_add(1, Ordering::Relaxed),
+                    _ => 0,
+                };
+                results.lock().await.push((from, started.elapsed(), r));
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }));
+    }
+    let more_accepted = |what: &str, n: usize| {
+        let floor = accepted_so_far.load(Ordering::Relaxed) + n;
+        let a = accepted_so_far.clone();
+        let what = what.to_owned();
+        async move {
+            eventually(Duration::from_secs(30), &what, move || {
+                let a = a.clone();
+                async move { (a.load(Ordering::Relaxed) >= floor).then_some(()) }
+            })
+            .await
+        }
+    };
+    more_accepted("50 sends accepted before the outage", 50).await;
+
+    proxy.cut();
+    let cut_at = started.elapsed();
+    let refused_before = refused_so_far.load(Ordering::Relaxed);
+    let r = refused_so_far.clone();
+    eventually(
+        Duration::from_secs(30),
+        "intake to refuse 20 sends while the broker is away",
+        move || {
+            let r = r.clone();
+            async move { (r.load(Ordering::Relaxed) >= refused_before + 20).then_some(()) }
+        },
+    )
+    .await;
+    // Keep the broker away a little longer than the worker's first reconnect attempts.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let restored_at = started.elapsed();
+    proxy.restore();
+    more_accepted("50 sends accepted after the broker returned", 50).await;
+    stop.store(true, Ordering::Relaxed);
+    for s in senders {
+        s.await.expect("sender task");
+    }
+    let results = results.lock().await.clone();
+
+    let mut by_status: HashMap<u16, usize> = HashMap::new();
+    for (_, _, (status, _)) in &results {
+        *by_status.entry(*status).or_insert(0) += 1;
+    }
+    assert!(
+        by_status.keys().all(|s| *s == 202 || *s == 503),
+        "intake answers only 202 or 503: {by_status:?}"
+    );
+    // A request that started after the cut (allowing the proxy a moment to drop its
+    // connections) and ended before the broker came back cannot have been confirmed.
+    let grace = Duration::from_millis(200);
+    let during: Vec<&Stamped> = results
+        .iter()
+        .filter(|(from, to, _)| *from >= cut_at + grace && *to <= restored_at)
+        .collect();
+    assert!(
+        !during.is_empty(),
+        "requests were made while the broker was away"
+    );
+    assert!(
+        during.iter().all(|(_, _, (status, _))| *status == 503),
+        "only 503 while the broker is away: {:?}",
+        during
+            .iter()
+            .filter(|r| r.2.0 != 503)
+            .take(5)
+            .collect::<Vec<_>>()
+    );
+    let refused = by_status.get(&503).copied().unwrap_or(0);
+    let plain: Vec<SendResult> = results.iter().map(|r| r.2).collect();
+    let accepted = accepted_ids(&plain);
+
+    // The worker reconnected and re-subscribed; everything accepted was delivered once.
+    let q = format!("{}.send.email", stack.namespace);
+    eventually(
+        Duration::from_secs(30),
+        "the worker consuming again",
+        move || {
+            let q = q.clone();
+            async move {
+                let q2 = q.clone();
+                let n = tokio::task::spawn_blocking(move || consumers_of(&q2))
+                    .await
+                    .unwrap_or(0);
+                (n == 1).then_some(())
+            }
+        },
+    )
+    .await;
+    wait_all_sent(&pool, &accepted, &[&serve, &worker]).await;
+    let rows = rows(&pool).await;
+    let extra = rows.keys().filter(|id| !accepted.contains(id)).count();
+    assert!(
+        extra <= refused,
+        "{extra} unaccepted messages recorded, {refused} refused"
+    );
+    for (id, row) in &rows {
+        assert_eq!(row.sent_events, 1, "{id}: one sent event");
+    }
+    let known: HashSet<Uuid> = rows.keys().copied().collect();
+    let keys = stack.provider_keys().await;
+    let (calls, distinct) = check_provider_keys(&keys, &known);
+    assert!(
+        accepted.is_subset(&distinct),
+        "each accepted message was sent"
+    );
+    let repeats = calls - distinct.len();
+    assert!(
+        repeats <= 8,
+        "{repeats} repeated provider calls (bound: the worker's 8 in flight)"
+    );
+    eprintln!(
+        "{} sends: {by_status:?}; {} during the outage (all 503); {} accepted, all sent; \
+         {extra} refused sends delivered anyway; {calls} provider calls, {repeats} repeats",
+        results.len(),
+        during.len(),
+        accepted.len()
+    );
+
+    drop(worker);
+    drop(serve);
+    stack.remove_topology().await;
+    pool.close().await;
+    drop_database(&db_name).await;
 }
