@@ -376,7 +376,7 @@ async fn intake_and_workers_recover_when_the_broker_closes_their_connections_und
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_crash_mid_batch_loses_nothing_and_sends_nothing_twice() {
-    const TOTAL: usize = 300;
+    const TOTAL: usize = 200;
     let pg = tokio::task::spawn_blocking(PrivatePostgres::start)
         .await
         .expect("private postgres");
@@ -389,7 +389,7 @@ async fn a_postgres_crash_mid_batch_loses_nothing_and_sends_nothing_twice() {
     communication::store::migrate(&pool).await.expect("migrate");
     let stack = Stack::new(
         pg.url(),
-        Duration::from_millis(20),
+        Duration::from_millis(200),
         &[
             ("COMMUNICATION_WORKER_CONCURRENCY", "8"),
             ("COMMUNICATION_PREFETCH", "16"),
@@ -400,13 +400,13 @@ async fn a_postgres_crash_mid_batch_loses_nothing_and_sends_nothing_twice() {
     let client = Arc::new(Client::new(serve.base.as_deref().expect("serve base")));
     client.create_resend_provider().await;
     // Most of the batch waits in the queue first, so the worker is busy when Postgres dies.
-    let mut results = send_all(client.clone(), 200, 16).await;
+    let mut results = send_all(client.clone(), 150, 16).await;
     let worker = stack.worker("worker");
     let s = &stack;
     eventually(
         Duration::from_secs(40),
-        "the worker to reach the provider 60 times",
-        move || async move { (s.provider_calls().await >= 60).then_some(()) },
+        "the worker to reach the provider 40 times",
+        move || async move { (s.provider_calls().await >= 40).then_some(()) },
     )
     .await;
     let pg = Arc::new(pg);
@@ -415,11 +415,13 @@ async fn a_postgres_crash_mid_batch_loses_nothing_and_sends_nothing_twice() {
         .await
         .expect("crash postgres");
     let calls_at_crash = stack.provider_calls().await;
-    // The outage: long enough for the worker's pool to give up on connecting (5 s) at least
-    // once. Intake keeps accepting meanwhile: the send path never touches Postgres.
+    // The outage: long enough for the worker's writer to give up on a connection (5 s per
+    // try) twice, so the provider calls in flight at the crash (the mock answers after 200 ms,
+    // so nearly all of the worker's time is spent there) come back to a write that fails.
+    // Intake keeps accepting meanwhile: the send path never touches Postgres.
     let outage = tokio::time::Instant::now();
-    results.extend(send_all(client.clone(), TOTAL - 200, 16).await);
-    tokio::time::sleep_until(outage + Duration::from_secs(7)).await;
+    results.extend(send_all(client.clone(), TOTAL - 150, 16).await);
+    tokio::time::sleep_until(outage + Duration::from_secs(12)).await;
     let p = pg.clone();
     tokio::task::spawn_blocking(move || p.pg_start())
         .await
@@ -482,9 +484,17 @@ async fn a_postgres_crash_mid_batch_loses_nothing_and_sends_nothing_twice() {
         "the worker felt the outage\n{}",
         worker.log_tail()
     );
+    let held = log.matches("retrying the write, not the send").count();
+    let requeued = log.matches("will retry").count();
+    assert!(
+        held > 0,
+        "a send the provider accepted met the outage when recording it\n{}",
+        worker.log_tail()
+    );
     eprintln!(
         "Postgres crashed after {calls_at_crash} provider calls; {TOTAL} accepted, all sent \
-         exactly once; {doubled_events} messages with a doubled sent event"
+         exactly once; {doubled_events} messages with a doubled sent event; {held} sent \
+         outcomes held, {requeued} deliveries requeued during the outage"
     );
 
     drop(worker);
