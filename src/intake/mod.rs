@@ -70,7 +70,7 @@ impl AppState {
         let topology = Topology::new(&config.namespace, &config.retry);
         let publisher = Arc::new(Publisher::new(
             config.amqp_url.clone(),
-            "communication-intake",
+            &crate::queue::connection_name(&config.namespace, "intake"),
             topology,
             config.publish_channels,
         ));

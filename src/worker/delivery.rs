@@ -34,6 +34,12 @@ pub const HEADER_PROVIDER_INDEX: &str = "x-provider-index";
 /// Header on dead letters: why.
 pub const HEADER_DEATH_REASON: &str = "x-death-reason";
 
+/// How long a worker keeps retrying the database write that records a `sent` message before
+/// it gives up and requeues the delivery (which sends it again). Well under RabbitMQ's
+/// consumer timeout (30 minutes by default), so the broker does not take the delivery back
+/// first.
+pub const SENT_COMMIT_PATIENCE: Duration = Duration::from_secs(300);
+
 /// What the consumer does with the delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Disposition {
@@ -341,7 +347,7 @@ impl Deliverer {
                     metrics::histogram!("communication_accept_to_sent_seconds")
                         .record(accepted_to_sent);
                     tracing::debug!(message_id = %env.id, provider = %provider.name, kind = %provider.kind, latency_ms, "message sent");
-                    return self.commit(record).await;
+                    return self.commit_sent(record).await;
                 }
                 Err(err) => {
                     tracing::info!(message_id = %env.id, provider = %provider.name, kind = %provider.kind,
@@ -425,6 +431,31 @@ impl Deliverer {
             Err(e) => {
                 tracing::warn!(error = %e, "could not record delivery step; will retry");
                 Disposition::Requeue
+            }
+        }
+    }
+
+    /// Commits the record of a send the provider accepted. Requeueing on a database error
+    /// would call the provider again (a duplicate wherever it takes no idempotency key), so
+    /// the outcome, which is known, is held instead: the delivery stays unacked and the
+    /// write is retried with backoff for up to [`SENT_COMMIT_PATIENCE`]; only then is it
+    /// requeued (see docs/delivery.md, "Delivery guarantees").
+    async fn commit_sent(&self, record: Record) -> Disposition {
+        let give_up = Instant::now() + SENT_COMMIT_PATIENCE;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match self.writer.record(record.clone()).await {
+                Ok(()) => return Disposition::Ack,
+                Err(e) if Instant::now() + pause < give_up => {
+                    tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64,
+                        "could not record a sent message; retrying the write, not the send");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "could not record a sent message in time; requeueing it");
+                    return Disposition::Requeue;
+                }
             }
         }
     }

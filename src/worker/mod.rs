@@ -66,7 +66,7 @@ pub async fn run(config: &Config, pool: PgPool, shutdown: CancellationToken) -> 
     ));
     let publisher = Arc::new(Publisher::new(
         config.amqp_url.clone(),
-        "communication-worker-publisher",
+        &crate::queue::connection_name(&config.namespace, "worker-publisher"),
         topology.clone(),
         2,
     ));
@@ -85,11 +85,27 @@ pub async fn run(config: &Config, pool: PgPool, shutdown: CancellationToken) -> 
     });
     let concurrency = config.worker.concurrency;
     let permits = Arc::new(Semaphore::new(concurrency));
-    let mut backoff = Duration::from_millis(200);
+    const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+    let mut backoff = FIRST_BACKOFF;
     while !shutdown.is_cancelled() {
-        match consume(config, &topology, &deliverer, &permits, &shutdown).await {
+        let mut subscribed = false;
+        match consume(
+            config,
+            &topology,
+            &deliverer,
+            &permits,
+            &shutdown,
+            &mut subscribed,
+        )
+        .await
+        {
             Ok(()) => break,
             Err(e) => {
+                // A connection that got as far as consuming was healthy: start the backoff
+                // over, or every later blip would wait the capped 10 s.
+                if subscribed {
+                    backoff = FIRST_BACKOFF;
+                }
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "worker lost RabbitMQ; reconnecting");
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
@@ -110,15 +126,20 @@ pub async fn run(config: &Config, pool: PgPool, shutdown: CancellationToken) -> 
 }
 
 /// One connection's life: returns Ok on shutdown, Err when the connection is lost.
+/// `subscribed` is set once both consumers are registered.
 async fn consume(
     config: &Config,
     topology: &Topology,
     deliverer: &Arc<Deliverer>,
     permits: &Arc<Semaphore>,
     shutdown: &CancellationToken,
+    subscribed: &mut bool,
 ) -> anyhow::Result<()> {
-    let connection =
-        crate::queue::connect(config.amqp_url.expose_secret(), "communication-worker").await?;
+    let connection = crate::queue::connect(
+        config.amqp_url.expose_secret(),
+        &crate::queue::connection_name(&config.namespace, "worker"),
+    )
+    .await?;
     let setup = connection.create_channel().await?;
     topology.declare(&setup).await?;
     let _ = setup.close(200, "declared".into()).await;
@@ -142,6 +163,7 @@ async fn consume(
             .await?;
         streams.push((ch, consumer));
     }
+    *subscribed = true;
     tracing::info!(
         prefetch = config.worker.prefetch,
         concurrency = config.worker.concurrency,
