@@ -73,6 +73,10 @@ impl ErrorClass {
     }
 }
 
+const TIMED_OUT: &str = "timed out";
+const UNREADABLE: &str = "response could not be read";
+const REQUEST_FAILED: &str = "request failed";
+
 /// A classified failure. `message` is safe to store and show: adapters never put secrets or
 /// message bodies in it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -125,15 +129,28 @@ impl ProviderError {
     /// Classifies a reqwest transport failure (no HTTP response was read).
     pub fn from_transport(provider: &str, e: &reqwest::Error) -> Self {
         let what = if e.is_timeout() {
-            "timed out"
+            TIMED_OUT
         } else if e.is_connect() {
             "connection failed"
         } else if e.is_decode() || e.is_body() {
-            "response could not be read"
+            UNREADABLE
         } else {
-            "request failed"
+            REQUEST_FAILED
         };
         ProviderError::transient(format!("{provider}: {what}"))
+    }
+
+    /// Whether the request may have reached the provider and been acted on although we got no
+    /// answer we could read (a timeout, a broken or unreadable response): the message may have
+    /// been sent. A refused connection is not: nothing reached the provider.
+    pub fn outcome_unknown(&self) -> bool {
+        // SMTP says "smtp: host:port timed out" for a timeout at any stage of the session;
+        // a timeout resolving the host happened before anything was sent.
+        matches!(self.class, ErrorClass::Transient { .. })
+            && ((self.message.ends_with(TIMED_OUT) && !self.message.contains(": resolving "))
+                || [UNREADABLE, REQUEST_FAILED]
+                    .iter()
+                    .any(|what| self.message.ends_with(&format!(": {what}"))))
     }
 }
 
@@ -155,6 +172,12 @@ pub trait Provider: Send + Sync {
 
     /// Checks the credentials without sending a message where the provider allows it.
     async fn check(&self) -> Result<CheckReport, ProviderError>;
+
+    /// Whether the provider deduplicates on our message id (an idempotency key it honours),
+    /// so that calling it again after an unknown outcome cannot send twice.
+    fn deduplicates(&self) -> bool {
+        false
+    }
 }
 
 /// Parses an HTTP `Retry-After` header given in seconds.
@@ -201,4 +224,24 @@ pub enum WebhookError {
     Stale,
     #[error("payload is malformed: {0}")]
     Malformed(String),
+}
+
+#[cfg(test)]
+mod outcome_tests {
+    use super::*;
+
+    #[test]
+    fn only_failures_after_the_request_left_have_an_unknown_outcome() {
+        assert!(ProviderError::transient("mailgun: timed out").outcome_unknown());
+        assert!(ProviderError::transient("resend: response could not be read").outcome_unknown());
+        assert!(ProviderError::transient("twilio: request failed").outcome_unknown());
+        assert!(ProviderError::transient("smtp: mail.example.com:587 timed out").outcome_unknown());
+        assert!(
+            !ProviderError::transient("smtp: resolving mail.example.com timed out")
+                .outcome_unknown()
+        );
+        assert!(!ProviderError::transient("mailgun: connection failed").outcome_unknown());
+        assert!(!ProviderError::transient_after("sendgrid: HTTP 503", None).outcome_unknown());
+        assert!(!ProviderError::provider("postmark: timed out").outcome_unknown());
+    }
 }

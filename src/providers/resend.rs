@@ -261,6 +261,11 @@ fn mentions_to_field(message: &str) -> bool {
 
 #[async_trait]
 impl Provider for ResendProvider {
+    /// Resend keeps our `Idempotency-Key` (the message id) for 24 hours.
+    fn deduplicates(&self) -> bool {
+        true
+    }
+
     fn kind(&self) -> ProviderKind {
         ProviderKind::Resend
     }

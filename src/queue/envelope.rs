@@ -213,7 +213,9 @@ mod tests {
             let body = serde_json::json!({"version": 1, "id": id, "tenant_id": "acme",
                 "channel": "sms", "to": "+14155550100", "content": content,
                 "created_at": "2026-11-25T10:00:00Z"});
-            let rejection = decode(body.to_string().as_bytes()).err().expect("rejected");
+            let Err(rejection) = decode(body.to_string().as_bytes()) else {
+                panic!("accepted a mistyped envelope")
+            };
             assert!(!rejection.reason.contains("482913"), "{}", rejection.reason);
             assert!(
                 rejection.reason.contains("(value hidden)"),
@@ -224,7 +226,9 @@ mod tests {
         let body = serde_json::json!({"version": 1, "id": id, "tenant_id": "acme",
             "channel": "sms", "to": "+14155550100", "content": {"text": "x", "bogus": 1},
             "created_at": "2026-11-25T10:00:00Z"});
-        let rejection = decode(body.to_string().as_bytes()).err().expect("rejected");
+        let Err(rejection) = decode(body.to_string().as_bytes()) else {
+            panic!("accepted a mistyped envelope")
+        };
         assert!(rejection.reason.contains("bogus"), "{}", rejection.reason);
     }
     use serde_json::json;

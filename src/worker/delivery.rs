@@ -396,8 +396,12 @@ impl Deliverer {
                                     &env,
                                     EventKind::Failover,
                                     Some(provider),
-                                    json!({"from": provider.name, "to": next.name, "reason": why,
-                                           "class": err.class.as_str(), "latency_ms": latency_ms}),
+                                    mark_unknown_outcome(
+                                        json!({"from": provider.name, "to": next.name, "reason": why,
+                                               "class": err.class.as_str(), "latency_ms": latency_ms}),
+                                        provider,
+                                        &err,
+                                    ),
                                 ));
                                 metrics::counter!("communication_failovers_total", "kind" => provider.kind.as_str()).increment(1);
                                 let record = Record {
@@ -514,8 +518,12 @@ impl Deliverer {
                     env,
                     EventKind::RetryScheduled,
                     Some(provider),
-                    json!({"provider": provider.name, "attempt": attempt_no, "delay_ms": delay_ms,
-                           "reason": why, "latency_ms": latency_ms}),
+                    mark_unknown_outcome(
+                        json!({"provider": provider.name, "attempt": attempt_no, "delay_ms": delay_ms,
+                               "reason": why, "latency_ms": latency_ms}),
+                        provider,
+                        err,
+                    ),
                 )],
                 dead_letter: None,
             })
@@ -651,6 +659,26 @@ impl Deliverer {
             }
         }
     }
+}
+
+/// A call that timed out or broke after the request left may have sent the message. The
+/// event says so, and whether the provider deduplicates on our id (then calling it again is
+/// safe); otherwise the retry or failover that follows may deliver a second copy. See
+/// docs/delivery.md, "Where duplicates are only unlikely".
+fn mark_unknown_outcome(
+    mut detail: serde_json::Value,
+    provider: &ResolvedProvider,
+    err: &ProviderError,
+) -> serde_json::Value {
+    if err.outcome_unknown() {
+        let deduplicates = provider.adapter.deduplicates();
+        detail["outcome_unknown"] = json!(true);
+        detail["provider_deduplicates"] = json!(deduplicates);
+        metrics::counter!("communication_unknown_outcomes_total", "kind" => provider.kind.as_str(),
+            "deduplicates" => if deduplicates { "true" } else { "false" })
+        .increment(1);
+    }
+    detail
 }
 
 fn describe(err: &ProviderError) -> String {
