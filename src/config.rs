@@ -80,6 +80,9 @@ pub struct WorkerTuning {
     pub batch_size: usize,
     /// How long the writer waits to fill a batch.
     pub batch_linger: Duration,
+    /// Batches the writer may have in flight (each in its own transaction and connection):
+    /// one at a time leaves the writer waiting on every commit (see BENCHMARKS.md).
+    pub batch_flushes: usize,
 }
 
 impl Default for WorkerTuning {
@@ -89,6 +92,7 @@ impl Default for WorkerTuning {
             concurrency: 256,
             batch_size: 500,
             batch_linger: Duration::from_millis(3),
+            batch_flushes: 4,
         }
     }
 }
@@ -275,6 +279,7 @@ impl Config {
                 "COMMUNICATION_BATCH_LINGER_MS",
                 defaults.batch_linger.as_millis() as u64,
             )?),
+            batch_flushes: parse_num(get, "COMMUNICATION_WRITER_FLUSHES", defaults.batch_flushes)?,
         };
         if worker.prefetch == 0 {
             return Err(err("COMMUNICATION_PREFETCH", "must be at least 1"));
@@ -287,6 +292,9 @@ impl Config {
         }
         if worker.batch_size == 0 {
             return Err(err("COMMUNICATION_BATCH_SIZE", "must be at least 1"));
+        }
+        if worker.batch_flushes == 0 {
+            return Err(err("COMMUNICATION_WRITER_FLUSHES", "must be at least 1"));
         }
         let mut bases = ProviderBases::default();
         for (name, slot) in [
@@ -374,6 +382,25 @@ mod tests {
         assert_eq!(c.listen_addr.to_string(), "127.0.0.1:8080");
         assert_eq!(c.retry.attempts_per_provider, 4);
         assert!(!c.allow_private_hosts);
+        assert_eq!(c.worker.batch_flushes, 4);
+    }
+
+    #[test]
+    fn writer_flushes_is_read_and_checked() {
+        let base = [
+            ("DATABASE_URL", "postgres://x/y"),
+            ("ENCRYPTION_SECRET", KEY),
+        ];
+        let mut vars = base.to_vec();
+        vars.push(("COMMUNICATION_WRITER_FLUSHES", "2"));
+        let c = Config::from_lookup(&lookup(&vars), false).expect("valid");
+        assert_eq!(c.worker.batch_flushes, 2);
+        for bad in ["0", "many"] {
+            let mut vars = base.to_vec();
+            vars.push(("COMMUNICATION_WRITER_FLUSHES", bad));
+            let e = Config::from_lookup(&lookup(&vars), false).expect_err("must fail");
+            assert_eq!(e.name, "COMMUNICATION_WRITER_FLUSHES");
+        }
     }
 
     #[test]
