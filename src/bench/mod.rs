@@ -71,6 +71,8 @@ struct Report {
     load_after: String,
     broker: raw::BrokerFigures,
     postgres: raw::PostgresFigures,
+    /// The same with as many batches in flight as the writer allows.
+    postgres_parallel: raw::PostgresFigures,
     fixed_rate: IntakeFigures,
     runs: Vec<WorkerRun>,
     intake_peak_rss: u64,
@@ -117,8 +119,25 @@ async fn measure(
     )
     .await?;
     eprintln!("bench: raw Postgres, {n} messages");
-    let batch = crate::config::WorkerTuning::default().batch_size;
-    let postgres = raw::postgres(&stack.pool, "bench-raw", load::RECIPIENT, n, batch).await?;
+    let tuning = crate::config::WorkerTuning::default();
+    let postgres = raw::postgres(
+        &stack.pool,
+        "bench-raw",
+        load::RECIPIENT,
+        n,
+        tuning.batch_size,
+        1,
+    )
+    .await?;
+    let postgres_parallel = raw::postgres(
+        &stack.pool,
+        "bench-raw",
+        load::RECIPIENT,
+        n,
+        tuning.batch_size,
+        tuning.batch_flushes,
+    )
+    .await?;
 
     let intake = Intake::new(&stack.intake_base, &stack.service_token, args.concurrency)?;
     let stall = Duration::from_secs(30);
@@ -192,6 +211,7 @@ async fn measure(
         load_after: load_average(),
         broker,
         postgres,
+        postgres_parallel,
         fixed_rate: fixed_rate.unwrap_or_else(|| IntakeFigures {
             accepted: 0,
             errors: 0,
@@ -287,8 +307,12 @@ fn render(r: &Report) -> String {
         &mut out,
         "raw postgres writer rows",
         format!(
-            "{:.0} msg/s ({:.0} rows/s: 1 insert + 3 events + 2 updates per message)",
-            r.postgres.messages_per_sec, r.postgres.rows_per_sec
+            "{:.0} msg/s one batch at a time, {:.0} msg/s {} at a time ({:.0} rows/s: \
+             1 insert + 3 events + 2 updates per message)",
+            r.postgres.messages_per_sec,
+            r.postgres_parallel.messages_per_sec,
+            crate::config::WorkerTuning::default().batch_flushes,
+            r.postgres_parallel.rows_per_sec
         ),
     );
     let f = &r.fixed_rate;

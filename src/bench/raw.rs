@@ -158,16 +158,46 @@ pub struct PostgresFigures {
 /// Writes, for `n` messages, what the worker's writer commits for a delivered message, in
 /// batches of `batch` and the same statements: claim (message_logs row + `accepted` event),
 /// then `sending` + `attempt` event, then `sent` + `sent` event; one transaction each, one
-/// after the other as the single writer task does. The rows are deleted afterwards.
+/// after the other as a delivery's steps are, in `streams` concurrent streams (the writer's
+/// batches in flight). The rows are deleted afterwards.
 pub async fn postgres(
     pool: &PgPool,
     tenant: &str,
     recipient: &str,
     n: usize,
     batch: usize,
+    streams: usize,
 ) -> anyhow::Result<PostgresFigures> {
-    let provider = Uuid::new_v4();
     let started = Instant::now();
+    let streams = streams.max(1);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..streams {
+        let share = n / streams + usize::from(i < n % streams);
+        let (pool, tenant, recipient) = (pool.clone(), tenant.to_owned(), recipient.to_owned());
+        tasks.spawn(async move { write_stream(&pool, &tenant, &recipient, share, batch).await });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    sqlx::query("DELETE FROM message_logs WHERE tenant_id = $1")
+        .bind(tenant)
+        .execute(pool)
+        .await?;
+    Ok(PostgresFigures {
+        messages_per_sec: n as f64 / elapsed,
+        rows_per_sec: (n * 6) as f64 / elapsed,
+    })
+}
+
+async fn write_stream(
+    pool: &PgPool,
+    tenant: &str,
+    recipient: &str,
+    n: usize,
+    batch: usize,
+) -> anyhow::Result<()> {
+    let provider = Uuid::new_v4();
     let mut done = 0;
     while done < n {
         let size = batch.min(n - done);
@@ -221,13 +251,5 @@ pub async fn postgres(
         }
         done += size;
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    sqlx::query("DELETE FROM message_logs WHERE tenant_id = $1")
-        .bind(tenant)
-        .execute(pool)
-        .await?;
-    Ok(PostgresFigures {
-        messages_per_sec: n as f64 / elapsed,
-        rows_per_sec: (n * 6) as f64 / elapsed,
-    })
+    Ok(())
 }

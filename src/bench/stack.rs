@@ -111,7 +111,7 @@ impl Stack {
         eprintln!("bench: created database {db_name}");
         let database_url = database_url_named(&endpoints.admin_database_url, &db_name)?;
         let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(3)
+            .max_connections(6)
             .connect(&database_url)
             .await
             .context("connecting to the bench database")?;
