@@ -74,7 +74,9 @@ impl Default for RetryPolicy {
 pub struct WorkerTuning {
     /// Unacked deliveries the broker may push to one consumer (per queue).
     pub prefetch: u16,
-    /// Deliveries processed at once per worker process.
+    /// Deliveries processed at once per worker process. Unset, it is what the broker may push
+    /// (prefetch × work queues): fewer leaves prefetched deliveries idle in the buffer while
+    /// the tasks wait on the writer (see BENCHMARKS.md).
     pub concurrency: usize,
     /// Most rows of one kind in one batched statement.
     pub batch_size: usize,
@@ -89,7 +91,7 @@ impl Default for WorkerTuning {
     fn default() -> Self {
         WorkerTuning {
             prefetch: 200,
-            concurrency: 256,
+            concurrency: 200 * crate::domain::Channel::ALL.len(),
             batch_size: 500,
             batch_linger: Duration::from_millis(3),
             batch_flushes: 4,
@@ -266,12 +268,13 @@ impl Config {
             return Err(err("COMMUNICATION_RETRY_ATTEMPTS", "must be 1 to 50"));
         }
         let defaults = WorkerTuning::default();
+        let prefetch: u16 = parse_num(get, "COMMUNICATION_PREFETCH", defaults.prefetch)?;
         let worker = WorkerTuning {
-            prefetch: parse_num(get, "COMMUNICATION_PREFETCH", defaults.prefetch)?,
+            prefetch,
             concurrency: parse_num(
                 get,
                 "COMMUNICATION_WORKER_CONCURRENCY",
-                defaults.concurrency,
+                usize::from(prefetch) * crate::domain::Channel::ALL.len(),
             )?,
             batch_size: parse_num(get, "COMMUNICATION_BATCH_SIZE", defaults.batch_size)?,
             batch_linger: Duration::from_millis(parse_num(
@@ -383,6 +386,22 @@ mod tests {
         assert_eq!(c.retry.attempts_per_provider, 4);
         assert!(!c.allow_private_hosts);
         assert_eq!(c.worker.batch_flushes, 4);
+        assert_eq!(c.worker.concurrency, 400);
+    }
+
+    #[test]
+    fn worker_concurrency_follows_prefetch_unless_set() {
+        let base = [
+            ("DATABASE_URL", "postgres://x/y"),
+            ("ENCRYPTION_SECRET", KEY),
+            ("COMMUNICATION_PREFETCH", "500"),
+        ];
+        let c = Config::from_lookup(&lookup(&base), false).expect("valid");
+        assert_eq!(c.worker.concurrency, 1000);
+        let mut vars = base.to_vec();
+        vars.push(("COMMUNICATION_WORKER_CONCURRENCY", "64"));
+        let c = Config::from_lookup(&lookup(&vars), false).expect("valid");
+        assert_eq!(c.worker.concurrency, 64);
     }
 
     #[test]
