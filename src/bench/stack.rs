@@ -92,7 +92,8 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 impl Stack {
-    /// Creates the database (migrated) and starts the intake; no workers yet.
+    /// Creates the database (migrated) and starts the intake; no workers yet. On failure,
+    /// whatever was created is removed.
     pub async fn start(
         endpoints: Endpoints,
         namespace: &str,
@@ -115,7 +116,6 @@ impl Stack {
             .connect(&database_url)
             .await
             .context("connecting to the bench database")?;
-        crate::store::migrate(&pool).await?;
         let log_dir = std::env::temp_dir().join(format!("communication-{namespace}"));
         std::fs::create_dir_all(&log_dir)?;
         let port = free_port()?;
@@ -136,14 +136,25 @@ impl Stack {
             spawned_workers: 0,
             endpoints,
         };
-        let child = stack.spawn(
+        match stack.start_intake(port).await {
+            Ok(()) => Ok(stack),
+            Err(e) => {
+                // Leave nothing behind: the database and namespace exist already.
+                stack.teardown(false).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn start_intake(&mut self, port: u16) -> anyhow::Result<()> {
+        crate::store::migrate(&self.pool).await?;
+        let child = self.spawn(
             "serve",
             "intake",
             &[("COMMUNICATION_LISTEN_ADDR", format!("127.0.0.1:{port}"))],
         )?;
-        stack.intake = Some(child);
-        stack.wait_ready().await?;
-        Ok(stack)
+        self.intake = Some(child);
+        self.wait_ready().await
     }
 
     fn spawn(
