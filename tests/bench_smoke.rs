@@ -41,6 +41,7 @@ fn bench_runs_end_to_end_with_a_tiny_load_and_prints_every_figure() {
     for label in [
         "machine: ",
         "load average",
+        "postgres sslmode=",
         "raw broker publish+consume",
         "raw postgres writer rows",
         "intake fixed-rate 50 req/s p50 / p99",

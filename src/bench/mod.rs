@@ -76,6 +76,8 @@ struct Report {
     fixed_rate: IntakeFigures,
     runs: Vec<WorkerRun>,
     intake_peak_rss: u64,
+    /// `sslmode` of DATABASE_URL: TLS to Postgres costs a lot here (see BENCHMARKS.md).
+    sslmode: String,
 }
 
 /// Runs the benchmark and prints its report.
@@ -221,6 +223,7 @@ async fn measure(
         }),
         runs,
         intake_peak_rss,
+        sslmode: stack.sslmode(),
     })
 }
 
@@ -280,7 +283,7 @@ fn render(r: &Report) -> String {
     let _ = writeln!(
         out,
         "settings: messages={} concurrency={} rate={}/s for {} s workers={:?} prefetch={} \
-         log={} envelope={} bytes namespace={}",
+         log={} envelope={} bytes namespace={} postgres sslmode={}",
         r.args.messages,
         r.args.concurrency,
         r.args.rate,
@@ -289,7 +292,8 @@ fn render(r: &Report) -> String {
         r.args.prefetch,
         r.args.log_level,
         r.envelope_bytes,
-        r.namespace
+        r.namespace,
+        r.sslmode
     );
     let _ = writeln!(out);
     let row = |out: &mut String, label: &str, value: String| {

@@ -244,6 +244,18 @@ impl Stack {
         Ok(())
     }
 
+    /// The `sslmode` the database connections use (sqlx's default is `prefer`).
+    pub fn sslmode(&self) -> String {
+        url::Url::parse(&self.database_url)
+            .ok()
+            .and_then(|u| {
+                u.query_pairs()
+                    .find(|(k, _)| k == "sslmode")
+                    .map(|(_, v)| v.into_owned())
+            })
+            .unwrap_or_else(|| "prefer (default)".into())
+    }
+
     pub fn intake_memory(&self) -> Option<Memory> {
         memory_of(self.intake.as_ref()?.id()?)
     }
