@@ -87,21 +87,27 @@ pub struct GuardSettings {
 pub struct WorkerTuning {
     /// Unacked deliveries the broker may push to one consumer (per queue).
     pub prefetch: u16,
-    /// Deliveries processed at once per worker process.
+    /// Deliveries processed at once per worker process. Unset, it is what the broker may push
+    /// (prefetch × work queues): fewer leaves prefetched deliveries idle in the buffer while
+    /// the tasks wait on the writer (see BENCHMARKS.md).
     pub concurrency: usize,
     /// Most rows of one kind in one batched statement.
     pub batch_size: usize,
     /// How long the writer waits to fill a batch.
     pub batch_linger: Duration,
+    /// Batches the writer may have in flight (each in its own transaction and connection):
+    /// one at a time leaves the writer waiting on every commit (see BENCHMARKS.md).
+    pub batch_flushes: usize,
 }
 
 impl Default for WorkerTuning {
     fn default() -> Self {
         WorkerTuning {
             prefetch: 200,
-            concurrency: 256,
+            concurrency: 200 * crate::domain::Channel::ALL.len(),
             batch_size: 500,
             batch_linger: Duration::from_millis(3),
+            batch_flushes: 4,
         }
     }
 }
@@ -286,12 +292,13 @@ impl Config {
             return Err(err("COMMUNICATION_RETRY_ATTEMPTS", "must be 1 to 50"));
         }
         let defaults = WorkerTuning::default();
+        let prefetch: u16 = parse_num(get, "COMMUNICATION_PREFETCH", defaults.prefetch)?;
         let worker = WorkerTuning {
-            prefetch: parse_num(get, "COMMUNICATION_PREFETCH", defaults.prefetch)?,
+            prefetch,
             concurrency: parse_num(
                 get,
                 "COMMUNICATION_WORKER_CONCURRENCY",
-                defaults.concurrency,
+                usize::from(prefetch) * crate::domain::Channel::ALL.len(),
             )?,
             batch_size: parse_num(get, "COMMUNICATION_BATCH_SIZE", defaults.batch_size)?,
             batch_linger: Duration::from_millis(parse_num(
@@ -299,6 +306,7 @@ impl Config {
                 "COMMUNICATION_BATCH_LINGER_MS",
                 defaults.batch_linger.as_millis() as u64,
             )?),
+            batch_flushes: parse_num(get, "COMMUNICATION_WRITER_FLUSHES", defaults.batch_flushes)?,
         };
         if worker.prefetch == 0 {
             return Err(err("COMMUNICATION_PREFETCH", "must be at least 1"));
@@ -311,6 +319,9 @@ impl Config {
         }
         if worker.batch_size == 0 {
             return Err(err("COMMUNICATION_BATCH_SIZE", "must be at least 1"));
+        }
+        if worker.batch_flushes == 0 {
+            return Err(err("COMMUNICATION_WRITER_FLUSHES", "must be at least 1"));
         }
         let mut bases = ProviderBases::default();
         for (name, slot) in [
@@ -445,6 +456,8 @@ mod tests {
         assert!(!c.allow_private_hosts);
         assert_eq!(c.worker_metrics_addr, None);
         assert!(!c.json_logs);
+        assert_eq!(c.worker.batch_flushes, 4);
+        assert_eq!(c.worker.concurrency, 400);
     }
 
     #[test]
@@ -461,6 +474,39 @@ mod tests {
             Some("0.0.0.0:9090")
         );
         assert!(c.json_logs);
+    }
+
+    #[test]
+    fn worker_concurrency_follows_prefetch_unless_set() {
+        let base = [
+            ("DATABASE_URL", "postgres://x/y"),
+            ("ENCRYPTION_SECRET", KEY),
+            ("COMMUNICATION_PREFETCH", "500"),
+        ];
+        let c = Config::from_lookup(&lookup(&base), false).expect("valid");
+        assert_eq!(c.worker.concurrency, 1000);
+        let mut vars = base.to_vec();
+        vars.push(("COMMUNICATION_WORKER_CONCURRENCY", "64"));
+        let c = Config::from_lookup(&lookup(&vars), false).expect("valid");
+        assert_eq!(c.worker.concurrency, 64);
+    }
+
+    #[test]
+    fn writer_flushes_is_read_and_checked() {
+        let base = [
+            ("DATABASE_URL", "postgres://x/y"),
+            ("ENCRYPTION_SECRET", KEY),
+        ];
+        let mut vars = base.to_vec();
+        vars.push(("COMMUNICATION_WRITER_FLUSHES", "2"));
+        let c = Config::from_lookup(&lookup(&vars), false).expect("valid");
+        assert_eq!(c.worker.batch_flushes, 2);
+        for bad in ["0", "many"] {
+            let mut vars = base.to_vec();
+            vars.push(("COMMUNICATION_WRITER_FLUSHES", bad));
+            let e = Config::from_lookup(&lookup(&vars), false).expect_err("must fail");
+            assert_eq!(e.name, "COMMUNICATION_WRITER_FLUSHES");
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The `communication` command: `serve` (HTTP intake), `worker`, `all` (both, for local use),
-//! `migrate`, `api-key create`, `keys generate|rotate`, `dlq list|replay|purge-queue`.
+//! `migrate`, `api-key create`, `keys generate|rotate`, `dlq list|replay|purge-queue`,
+//! `bench`.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -43,6 +44,9 @@ enum Command {
         #[command(subcommand)]
         action: DlqAction,
     },
+    /// Measure the pipeline against this machine's raw limits (starts its own stack; see
+    /// BENCHMARKS.md).
+    Bench(communication::bench::BenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -149,6 +153,15 @@ async fn main() -> ExitCode {
         println!("{}", communication::crypto::generate_key_base64());
         return ExitCode::SUCCESS;
     }
+    if let Command::Bench(args) = cli.command {
+        return match communication::bench::run(args).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let needs_token = matches!(cli.command, Command::Serve | Command::All);
     let config = match load_config(needs_token) {
         Ok(c) => c,
@@ -225,7 +238,8 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Keys {
             action: KeysAction::Generate,
-        } => {}
+        }
+        | Command::Bench(_) => {}
         Command::Dlq { action } => dlq_command(action, &config).await?,
     }
     Ok(())

@@ -51,6 +51,11 @@ pub async fn run(config: &Config, pool: PgPool, shutdown: CancellationToken) -> 
         pool.clone(),
         config.worker.batch_size,
         config.worker.batch_linger,
+        // Leave a connection of the pool for the provider resolver.
+        config
+            .worker
+            .batch_flushes
+            .min((config.db_pool_size as usize).saturating_sub(1).max(1)),
     );
     let ctx = ProviderContext::new(
         config.provider_bases.clone(),

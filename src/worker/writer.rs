@@ -1,7 +1,9 @@
 //! The batching writer: one per worker process. Deliveries hand it their rows and wait for
 //! the commit; it gathers whatever arrives within a few milliseconds (up to a batch size)
-//! and writes it with one multi-row statement per table in one transaction. If a batch
-//! fails, each request is retried alone so one bad row cannot fail its neighbours.
+//! and writes it with one multi-row statement per table in one transaction. Up to `flushes`
+//! batches are written at once, each on its own connection, while the next one gathers: a
+//! delivery has at most one request waiting, so batches in flight never share a message. If a
+//! batch fails, each request is retried alone so one bad row cannot fail its neighbours.
 
 use std::time::Duration;
 
@@ -45,9 +47,16 @@ impl Writer {
         pool: PgPool,
         batch_size: usize,
         linger: Duration,
+        flushes: usize,
     ) -> (Writer, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(batch_size.max(1) * 4);
-        let task = tokio::spawn(run(pool.clone(), rx, batch_size.max(1), linger));
+        let task = tokio::spawn(run(
+            pool.clone(),
+            rx,
+            batch_size.max(1),
+            linger,
+            flushes.max(1),
+        ));
         (Writer { tx, pool }, task)
     }
 
@@ -138,11 +147,20 @@ impl Writer {
     }
 }
 
-async fn run(pool: PgPool, mut rx: mpsc::Receiver<Request>, batch_size: usize, linger: Duration) {
+async fn run(
+    pool: PgPool,
+    mut rx: mpsc::Receiver<Request>,
+    batch_size: usize,
+    linger: Duration,
+    flushes: usize,
+) {
     let mut batch: Vec<Request> = Vec::with_capacity(batch_size);
+    let mut in_flight = tokio::task::JoinSet::new();
     loop {
+        // Reap finished flushes so the set does not grow.
+        while in_flight.try_join_next().is_some() {}
         let Some(first) = rx.recv().await else {
-            return;
+            break;
         };
         batch.push(first);
         let deadline = tokio::time::Instant::now() + linger;
@@ -161,13 +179,23 @@ async fn run(pool: PgPool, mut rx: mpsc::Receiver<Request>, batch_size: usize, l
                 Ok(None) | Err(_) => break,
             }
         }
-        let started = std::time::Instant::now();
-        let size = batch.len();
-        flush(&pool, std::mem::take(&mut batch)).await;
-        metrics::histogram!("communication_db_batch_seconds")
-            .record(started.elapsed().as_secs_f64());
-        metrics::histogram!("communication_db_batch_size").record(size as f64);
+        // At most `flushes` batches in flight: wait for one to finish before starting another.
+        while in_flight.len() >= flushes {
+            in_flight.join_next().await;
+        }
+        let pool = pool.clone();
+        let batch = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
+        in_flight.spawn(async move {
+            let started = std::time::Instant::now();
+            let size = batch.len();
+            flush(&pool, batch).await;
+            metrics::histogram!("communication_db_batch_seconds")
+                .record(started.elapsed().as_secs_f64());
+            metrics::histogram!("communication_db_batch_size").record(size as f64);
+        });
     }
+    // Every handle is gone: finish the batches still being written.
+    while in_flight.join_next().await.is_some() {}
 }
 
 async fn flush(pool: &PgPool, batch: Vec<Request>) {
