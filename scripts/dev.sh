@@ -17,7 +17,7 @@ DB=${COMMUNICATION_DEV_DB:-communication}
 psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$DB'" | grep -q 1 \
   || psql -h 127.0.0.1 -U postgres -c "CREATE DATABASE $DB" >/dev/null
 
-export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/$DB}
+export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/$DB?sslmode=disable}
 KEY_FILE=.dev-encryption-secret
 [ -f "$KEY_FILE" ] || cargo run --quiet -- keys generate > "$KEY_FILE"
 export ENCRYPTION_SECRET=${ENCRYPTION_SECRET:-$(cat "$KEY_FILE")}
