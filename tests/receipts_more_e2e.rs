@@ -19,18 +19,12 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 const MAILGUN_SIGNING_KEY: &str = "mailgun-webhook-signing-key-0123";
 
 async fn send_email(app: &TestApp, provider_id: &str) -> String {
-    let r = app
-        .send(
-            "acme",
-            json!({"channel": "email", "to": "ada@example.com", "provider_id": provider_id,
-                   "content": {"subject": "Receipt", "text": "Total: 12 EUR"}}),
-        )
-        .await;
-    assert_eq!(r.status(), 202);
-    r.json::<Value>().await.expect("json")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned()
+    app.send_ok(
+        "acme",
+        json!({"channel": "email", "to": "ada@example.com", "provider_id": provider_id,
+               "content": {"subject": "Receipt", "text": "Total: 12 EUR"}}),
+    )
+    .await
 }
 
 async fn post(
@@ -263,18 +257,13 @@ async fn a_signed_sendgrid_event_batch_moves_two_messages_on() {
     let pid = p["id"].as_str().expect("id").to_owned();
     let mut ids = vec![];
     for n in 1..=2 {
-        let r = app
-            .send(
+        let id = app
+            .send_ok(
                 "acme",
                 json!({"channel": "email", "to": "ada@example.com", "provider_id": pid,
                        "content": {"subject": format!("Receipt {n}"), "text": "Total"}}),
             )
             .await;
-        assert_eq!(r.status(), 202);
-        let id = r.json::<Value>().await.expect("json")["id"]
-            .as_str()
-            .expect("id")
-            .to_owned();
         app.wait_for_status("acme", &id, &["sent"]).await;
         ids.push(id);
     }

@@ -57,19 +57,14 @@ async fn an_email_through_the_smtp_provider_arrives_with_both_parts_and_its_mess
     let app = TestApp::spawn().await;
     smtp_provider(&app, "acme", "mail", smtp_config(server.port, PASSWORD)).await;
 
-    let r = app
-        .send(
+    let id = app
+        .send_ok(
             "acme",
             json!({"channel": "email", "to": "ada@example.com",
                    "content": {"subject": "Your receipt", "text": "Total: 12 EUR",
                                "html": "<p>Total: <b>12 EUR</b></p>"}}),
         )
         .await;
-    assert_eq!(r.status(), 202);
-    let id = r.json::<Value>().await.expect("json")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
     let done = app.wait_for_status("acme", &id, &["sent"]).await;
     assert_eq!(done["provider_kind"], "smtp", "{done}");
     let message_id = done["provider_message_id"]
@@ -123,18 +118,13 @@ async fn a_wrong_smtp_password_fails_over_to_the_next_provider() {
                    "config": smtp_config(server.port, PASSWORD)}),
         )
         .await;
-    let r = app
-        .send(
+    let id = app
+        .send_ok(
             "acme",
             json!({"channel": "email", "to": "ada@example.com",
                    "content": {"subject": "Hi", "text": "Hello"}}),
         )
         .await;
-    assert_eq!(r.status(), 202);
-    let id = r.json::<Value>().await.expect("json")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
     let done = app.wait_for_status("acme", &id, &["sent", "failed"]).await;
     assert_eq!(done["status"], "sent", "{done}");
     assert_eq!(done["provider_id"], good["id"], "{done}");
@@ -230,19 +220,14 @@ async fn test_with_send_to_sends_nothing_when_the_check_fails() {
     // test message been queued, it would be listed too.
     app.system_provider("acme", "email", "console", "deliver", 9)
         .await;
-    let r = app
-        .send(
+    let later = app
+        .send_ok(
             "acme",
             json!({"channel": "email", "to": "ada@example.com",
                    "content": {"subject": "Hi", "text": "Hello"},
                    "provider_id": null}),
         )
         .await;
-    assert_eq!(r.status(), 202);
-    let later = r.json::<Value>().await.expect("json")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
     app.wait_for_status("acme", &later, &["sent", "failed"])
         .await;
     let r = app

@@ -37,18 +37,13 @@ async fn a_timed_out_resend_call_is_retried_with_the_same_key_and_marked_safe() 
         )
         .await;
     let pid = p["id"].as_str().expect("id").to_owned();
-    let r = app
-        .send(
+    let id = app
+        .send_ok(
             "acme",
             json!({"channel": "email", "to": "ada@example.com", "provider_id": pid,
                    "content": {"subject": "Code", "text": "Your code is 482913"}}),
         )
         .await;
-    assert_eq!(r.status(), 202);
-    let id = r.json::<Value>().await.expect("json")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
     // The first call answers too late (the worker gives up after 300 ms), the second at once;
     // both must carry our message id as the Idempotency-Key.
     Mock::given(method("POST"))
@@ -120,18 +115,13 @@ async fn a_timed_out_mailgun_call_is_marked_as_possibly_sent_while_a_refused_con
                           "from": "shop@acme.test"}}),
     )
     .await;
-    let r = app
-        .send(
+    let id = app
+        .send_ok(
             "acme",
             json!({"channel": "email", "to": "ada@example.com",
                    "content": {"subject": "Code", "text": "Hello"}}),
         )
         .await;
-    assert_eq!(r.status(), 202);
-    let id = r.json::<Value>().await.expect("json")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
     let done = app.wait_for_status("acme", &id, &["sent", "failed"]).await;
     assert_eq!(done["status"], "sent", "{done}");
     let retry = event(&done, "retry_scheduled");
@@ -152,17 +142,13 @@ async fn a_timed_out_mailgun_call_is_marked_as_possibly_sent_while_a_refused_con
                           "from": "shop@acme.test"}}),
     )
     .await;
-    let r = app
-        .send(
+    let id = app
+        .send_ok(
             "acme",
             json!({"channel": "email", "to": "ada@example.com",
                    "content": {"subject": "Code", "text": "Hello"}}),
         )
         .await;
-    let id = r.json::<Value>().await.expect("json")["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
     let done = app.wait_for_status("acme", &id, &["failed"]).await;
     let retry = event(&done, "retry_scheduled");
     assert!(retry.is_object(), "{done}");

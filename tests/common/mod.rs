@@ -199,6 +199,15 @@ impl TestApp {
             .expect("request")
     }
 
+    /// Sends and expects 202; returns the message id.
+    pub async fn send_ok(&self, tenant: &str, body: Value) -> String {
+        let r = self.send(tenant, body).await;
+        let status = r.status();
+        let answer: Value = r.json().await.unwrap_or(Value::Null);
+        assert_eq!(status, 202, "{answer}");
+        answer["id"].as_str().expect("id").to_owned()
+    }
+
     pub async fn send_sms(&self, tenant: &str, text: &str) -> String {
         let r = self
             .send(
