@@ -62,18 +62,51 @@ pub fn init_tracing() {
     }
 }
 
-/// Serves `GET /healthz` and `GET /metrics` for a worker process (which has no HTTP API) until
-/// `shutdown` is cancelled, so its metrics can be scraped and its liveness probed.
+/// Serves `GET /healthz`, `GET /readyz` and `GET /metrics` for a worker process (which has no
+/// HTTP API) until `shutdown` is cancelled, so its metrics can be scraped and its liveness and
+/// readiness probed. Ready means: consuming from RabbitMQ (`consuming`) and Postgres answers.
 pub async fn serve_worker_endpoints(
     listener: tokio::net::TcpListener,
     shutdown: tokio_util::sync::CancellationToken,
+    consuming: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pool: sqlx::PgPool,
 ) -> std::io::Result<()> {
+    use axum::http::StatusCode;
     use axum::routing::get;
+    use std::sync::atomic::Ordering;
+    let readyz = move || {
+        let consuming = consuming.clone();
+        let pool = pool.clone();
+        async move {
+            let broker = consuming.load(Ordering::Relaxed);
+            let database = tokio::time::timeout(
+                std::time::Duration::from_secs(2),
+                sqlx::query("SELECT 1").execute(&pool),
+            )
+            .await
+            .is_ok_and(|r| r.is_ok());
+            let status = if broker && database {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            let word = |ok: bool| if ok { "ok" } else { "down" };
+            (
+                status,
+                axum::Json(serde_json::json!({
+                    "status": if broker && database { "ready" } else { "not_ready" },
+                    "rabbitmq": word(broker),
+                    "postgres": word(database),
+                })),
+            )
+        }
+    };
     let app = axum::Router::new()
         .route(
             "/healthz",
             get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
         )
+        .route("/readyz", get(readyz))
         .route(
             "/metrics",
             get(|| async {

@@ -489,6 +489,17 @@ async fn metrics_expose_requests_publishes_deliveries_retries_failovers_dead_let
         .await
         .expect("worker healthz");
     assert_eq!(health.status(), 200);
+    let ready = app
+        .http
+        .get(format!("{worker}/readyz"))
+        .send()
+        .await
+        .expect("worker readyz");
+    assert_eq!(
+        ready.status(),
+        200,
+        "a consuming worker with Postgres is ready"
+    );
     let worker_metrics = app
         .http
         .get(format!("{worker}/metrics"))
@@ -734,4 +745,63 @@ fn the_deploy_files_set_only_variables_the_service_reads_and_all_it_requires() {
     // KEDA watches the queues the worker consumes (default namespace `communication`).
     assert!(k8s.contains("queueName: communication.send.email"));
     assert!(k8s.contains("queueName: communication.send.sms"));
+}
+
+#[tokio::test]
+async fn a_worker_is_ready_only_while_it_consumes_and_postgres_answers() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let (db_name, pool) = common::create_database().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let consuming = Arc::new(AtomicBool::new(false));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(communication::telemetry::serve_worker_endpoints(
+        listener,
+        stop.clone(),
+        consuming.clone(),
+        pool.clone(),
+    ));
+    let http = reqwest::Client::new();
+    let readyz = |http: reqwest::Client| async move {
+        let r = http
+            .get(format!("http://{addr}/readyz"))
+            .send()
+            .await
+            .expect("request");
+        let status = r.status().as_u16();
+        (status, r.json::<Value>().await.expect("json"))
+    };
+    let (status, body) = readyz(http.clone()).await;
+    assert_eq!(
+        (status, body["rabbitmq"].as_str()),
+        (503, Some("down")),
+        "{body}"
+    );
+    assert_eq!(body["postgres"], "ok", "{body}");
+    consuming.store(true, Ordering::Relaxed);
+    let (status, body) = readyz(http.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    pool.close().await;
+    let (status, body) = readyz(http.clone()).await;
+    assert_eq!(
+        (status, body["postgres"].as_str()),
+        (503, Some("down")),
+        "{body}"
+    );
+    let health = http
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        health.status(),
+        200,
+        "liveness does not depend on the dependencies"
+    );
+    stop.cancel();
+    let _ = server.await;
+    common::drop_database(&db_name).await;
 }

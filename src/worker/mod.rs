@@ -36,12 +36,17 @@ use writer::Writer;
 pub async fn run(config: &Config, pool: PgPool, shutdown: CancellationToken) -> anyhow::Result<()> {
     let _ = crate::telemetry::metrics_handle();
     metrics::gauge!("communication_worker_in_flight").increment(0.0);
+    // Whether this worker is consuming right now (its readiness, with Postgres).
+    let consuming = Arc::new(std::sync::atomic::AtomicBool::new(false));
     if let Some(addr) = config.worker_metrics_addr {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         tracing::info!(addr = %listener.local_addr()?, "worker health and metrics listening");
         let stop = shutdown.clone();
+        let (consuming, pool) = (consuming.clone(), pool.clone());
         tokio::spawn(async move {
-            if let Err(e) = crate::telemetry::serve_worker_endpoints(listener, stop).await {
+            if let Err(e) =
+                crate::telemetry::serve_worker_endpoints(listener, stop, consuming, pool).await
+            {
                 tracing::warn!(error = %e, "worker metrics listener stopped");
             }
         });
@@ -101,6 +106,7 @@ pub async fn run(config: &Config, pool: PgPool, shutdown: CancellationToken) -> 
             &permits,
             &shutdown,
             &mut subscribed,
+            &consuming,
         )
         .await
         {
@@ -139,7 +145,16 @@ async fn consume(
     permits: &Arc<Semaphore>,
     shutdown: &CancellationToken,
     subscribed: &mut bool,
+    consuming: &std::sync::atomic::AtomicBool,
 ) -> anyhow::Result<()> {
+    // Not ready from here until both consumers are registered, and again once this returns.
+    struct NotConsuming<'a>(&'a std::sync::atomic::AtomicBool);
+    impl Drop for NotConsuming<'_> {
+        fn drop(&mut self) {
+            self.0.store(false, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    let _not_consuming = NotConsuming(consuming);
     let connection = crate::queue::connect(
         config.amqp_url.expose_secret(),
         &crate::queue::connection_name(&config.namespace, "worker"),
@@ -169,6 +184,7 @@ async fn consume(
         streams.push((ch, consumer));
     }
     *subscribed = true;
+    consuming.store(true, std::sync::atomic::Ordering::Relaxed);
     tracing::info!(
         prefetch = config.worker.prefetch,
         concurrency = config.worker.concurrency,

@@ -51,6 +51,18 @@ impl Default for Options {
     }
 }
 
+/// Drops a database made by [`create_database`].
+pub async fn drop_database(db_name: &str) {
+    if let Ok(admin) = PgPool::connect(PG_ADMIN).await {
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"
+        )))
+        .execute(&admin)
+        .await;
+        admin.close().await;
+    }
+}
+
 pub async fn create_database() -> (String, PgPool) {
     let db_name = format!("test_{}", Uuid::new_v4().simple());
     let admin = PgPool::connect(PG_ADMIN).await.expect("postgres reachable");
