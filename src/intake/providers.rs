@@ -14,13 +14,12 @@ use uuid::Uuid;
 use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
-use super::idempotency;
 use super::json::{Fields, JsonObject, OptionalJsonObject};
+use super::{idempotency, send};
 use crate::crypto::provider_aad;
 use crate::domain::{Channel, Content, FieldError, MessageDraft, TenantId, ValidMessage};
 use crate::providers::kinds::{ProviderKind, SplitConfig, mask_secret, validate_config};
 use crate::providers::{ErrorClass, build_provider};
-use crate::queue::Envelope;
 use crate::store::providers::{self as store, ProviderRow};
 use crate::worker::resolver::decrypt_config;
 
@@ -481,23 +480,12 @@ async fn publish_test_message(
     let created_at = Utc::now();
     if let Ok(mut conn) = state.redis.get().await {
         let marker = idempotency::marker_key(&state.namespace, tenant.as_str(), id);
-        let value = json!({"channel": message.channel, "to": message.to.as_str(),
-                           "created_at": created_at})
-        .to_string();
+        let value = send::queued_marker(message, created_at);
         if let Err(e) = idempotency::set_marker(&mut conn, &marker, &value).await {
             tracing::warn!(error = %e, "could not leave the queued marker of a test message");
         }
     }
-    let envelope = Envelope::new(id, tenant, message, created_at);
-    state
-        .publisher
-        .publish(
-            &state.publisher.topology().send_exchange(),
-            message.channel.as_str(),
-            &envelope.to_bytes(),
-            Default::default(),
-            Some(&id.to_string()),
-        )
+    send::publish_send(state, id, tenant, message, created_at)
         .await
         .map_err(|e| {
             tracing::warn!(message_id = %id, error = %e, "test message publish failed");

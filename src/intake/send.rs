@@ -7,7 +7,7 @@ use std::time::Instant;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -17,8 +17,10 @@ use super::auth::Caller;
 use super::error::ApiError;
 use super::idempotency::{self, Claim};
 use super::json::{Fields, JsonObject};
-use crate::domain::{Content, FieldError, MessageDraft, check_idempotency_key};
-use crate::queue::Envelope;
+use crate::domain::{
+    Content, FieldError, MessageDraft, TenantId, ValidMessage, check_idempotency_key,
+};
+use crate::queue::{Envelope, PublishError};
 use crate::trace_context::{self, TraceContext};
 use tracing::Instrument;
 
@@ -43,6 +45,42 @@ fn accepted(id: Uuid, replayed: bool) -> Response {
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     response
+}
+
+/// The short-lived Redis marker that lets `GET /v1/messages/{id}` answer `queued` before a
+/// worker has recorded the message.
+pub(super) fn queued_marker(message: &ValidMessage, created_at: DateTime<Utc>) -> String {
+    json!({
+        "channel": message.channel,
+        "to": message.to.as_str(),
+        "created_at": created_at,
+    })
+    .to_string()
+}
+
+/// Publishes a send to `{ns}.send` and waits for the broker's confirm (timed).
+pub(super) async fn publish_send(
+    state: &AppState,
+    id: Uuid,
+    tenant: &TenantId,
+    message: &ValidMessage,
+    created_at: DateTime<Utc>,
+) -> Result<(), PublishError> {
+    let envelope = Envelope::new(id, tenant, message, created_at);
+    let started = Instant::now();
+    let published = state
+        .publisher
+        .publish(
+            &state.publisher.topology().send_exchange(),
+            message.channel.as_str(),
+            &envelope.to_bytes(),
+            Default::default(),
+            Some(&id.to_string()),
+        )
+        .await;
+    metrics::histogram!("communication_publish_confirm_seconds")
+        .record(started.elapsed().as_secs_f64());
+    published
 }
 
 #[utoipa::path(
@@ -178,12 +216,7 @@ async fn accept(
     let id = Uuid::now_v7();
     let created_at = Utc::now();
     let marker = idempotency::marker_key(&state.namespace, tenant.as_str(), id);
-    let marker_value = json!({
-        "channel": message.channel,
-        "to": message.to.as_str(),
-        "created_at": created_at,
-    })
-    .to_string();
+    let marker_value = queued_marker(&message, created_at);
     let idem = idempotency_key
         .as_deref()
         .map(|k| idempotency::idem_key(&state.namespace, tenant.as_str(), k));
@@ -237,20 +270,7 @@ async fn accept(
         }
     }
 
-    let envelope = Envelope::new(id, &tenant, &message, created_at);
-    let started = Instant::now();
-    let published = state
-        .publisher
-        .publish(
-            &state.publisher.topology().send_exchange(),
-            message.channel.as_str(),
-            &envelope.to_bytes(),
-            Default::default(),
-            Some(&id.to_string()),
-        )
-        .await;
-    metrics::histogram!("communication_publish_confirm_seconds")
-        .record(started.elapsed().as_secs_f64());
+    let published = publish_send(&state, id, &tenant, &message, created_at).await;
     if let Err(e) = published {
         tracing::warn!(message_id = %id, error = %e, "publish failed; send refused with 503");
         if let Some(conn) = redis.as_mut()
