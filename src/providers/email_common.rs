@@ -1,7 +1,40 @@
-//! Helpers shared by the HTTP email adapters (Resend, SendGrid, Postmark, Mailgun): blank
-//! checks, the reply-to choice, and scrubbing provider error text of secrets and bodies.
+//! Helpers shared by the HTTP email adapters (Resend, SendGrid, Postmark, Mailgun): reading
+//! their configuration, credential headers, blank checks, the reply-to choice, and scrubbing
+//! provider error text of secrets and bodies.
 
-use serde_json::Value;
+use reqwest::header::HeaderValue;
+use serde_json::{Map, Value};
+
+use super::factory::BuildError;
+
+/// `config.{field}` as a non-blank string, or a build error naming the provider and field.
+pub(crate) fn required<'a>(
+    provider: &str,
+    config: &'a Map<String, Value>,
+    field: &str,
+) -> Result<&'a str, BuildError> {
+    config
+        .get(field)
+        .and_then(Value::as_str)
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| BuildError(format!("{provider}: config.{field} is required")))
+}
+
+/// A header value carrying a credential: refused when an HTTP header cannot carry it, and
+/// marked sensitive so it stays out of debug output.
+pub(crate) fn credential_header(
+    provider: &str,
+    field: &str,
+    value: &str,
+) -> Result<HeaderValue, BuildError> {
+    let mut header = HeaderValue::from_str(value).map_err(|_| {
+        BuildError(format!(
+            "{provider}: {field} contains characters an HTTP header cannot carry"
+        ))
+    })?;
+    header.set_sensitive(true);
+    Ok(header)
+}
 
 /// Provider error text kept in errors and events is cut to this many characters.
 const MAX_DETAIL_CHARS: usize = 300;

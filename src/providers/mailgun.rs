@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use url::Url;
 
-use super::email_common::{non_blank, reply_to, sanitize};
+use super::email_common::{credential_header, non_blank, reply_to, required, sanitize};
 use super::{
     CheckReport, ErrorClass, OutboundMessage, Provider, ProviderContext, ProviderError,
     ProviderKind, SendReceipt, factory::BuildError, retry_after_seconds,
@@ -60,9 +60,9 @@ pub fn build(
     config: &Map<String, Value>,
     ctx: &ProviderContext,
 ) -> Result<Arc<dyn Provider>, BuildError> {
-    let api_key = required(config, "api_key")?;
-    let domain = required(config, "domain")?.trim();
-    let from = required(config, "from")?;
+    let api_key = required(PROVIDER, config, "api_key")?;
+    let domain = required(PROVIDER, config, "domain")?.trim();
+    let from = required(PROVIDER, config, "from")?;
     let reply_to = config
         .get("reply_to")
         .and_then(Value::as_str)
@@ -72,9 +72,7 @@ pub fn build(
         _ => &ctx.bases.mailgun,
     };
     let credentials = STANDARD.encode(format!("api:{api_key}"));
-    let mut auth = HeaderValue::from_str(&format!("Basic {credentials}"))
-        .map_err(|_| BuildError("mailgun: api_key cannot be sent in an HTTP header".into()))?;
-    auth.set_sensitive(true);
+    let auth = credential_header(PROVIDER, "api_key", &format!("Basic {credentials}"))?;
     Ok(Arc::new(MailgunProvider {
         http: ctx.http.clone(),
         messages_url: endpoint(base, &["v3", domain, "messages"])?,
@@ -85,14 +83,6 @@ pub fn build(
         from: from.to_owned(),
         reply_to,
     }))
-}
-
-fn required<'a>(config: &'a Map<String, Value>, field: &str) -> Result<&'a str, BuildError> {
-    config
-        .get(field)
-        .and_then(Value::as_str)
-        .filter(|s| !s.trim().is_empty())
-        .ok_or_else(|| BuildError(format!("mailgun: config.{field} is required")))
 }
 
 /// `base` plus path segments, each percent-encoded (the domain is tenant-supplied).

@@ -16,7 +16,7 @@ use reqwest::header::{ACCEPT, HeaderMap, HeaderValue};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::email_common::{non_blank, reply_to, sanitize};
+use super::email_common::{credential_header, non_blank, reply_to, required, sanitize};
 use super::{
     CheckReport, ErrorClass, OutboundMessage, Provider, ProviderContext, ProviderError,
     ProviderKind, SendReceipt, factory::BuildError, retry_after_seconds,
@@ -62,8 +62,8 @@ pub fn build(
     config: &Map<String, Value>,
     ctx: &ProviderContext,
 ) -> Result<Arc<dyn Provider>, BuildError> {
-    let token = required(config, "server_token")?;
-    let from = required(config, "from")?;
+    let token = required(PROVIDER, config, "server_token")?;
+    let from = required(PROVIDER, config, "from")?;
     let optional = |field: &str| {
         config
             .get(field)
@@ -72,10 +72,7 @@ pub fn build(
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
     };
-    let mut token_header = HeaderValue::from_str(token).map_err(|_| {
-        BuildError("postmark: server_token contains characters an HTTP header cannot carry".into())
-    })?;
-    token_header.set_sensitive(true);
+    let token_header = credential_header(PROVIDER, "server_token", token)?;
     let base = ctx.bases.postmark.trim_end_matches('/');
     Ok(Arc::new(PostmarkProvider {
         http: ctx.http.clone(),
@@ -87,14 +84,6 @@ pub fn build(
         message_stream: optional("message_stream").unwrap_or_else(|| DEFAULT_STREAM.into()),
         reply_to: optional("reply_to"),
     }))
-}
-
-fn required<'a>(config: &'a Map<String, Value>, field: &str) -> Result<&'a str, BuildError> {
-    config
-        .get(field)
-        .and_then(Value::as_str)
-        .filter(|s| !s.trim().is_empty())
-        .ok_or_else(|| BuildError(format!("postmark: config.{field} is required")))
 }
 
 /// The JSON body of `POST /email` (Postmark's PascalCase field names).

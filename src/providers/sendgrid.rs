@@ -17,7 +17,7 @@ use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::email_common::{non_blank, reply_to, sanitize};
+use super::email_common::{credential_header, non_blank, reply_to, required, sanitize};
 use super::{
     CheckReport, ErrorClass, OutboundMessage, Provider, ProviderContext, ProviderError,
     ProviderKind, SendReceipt, factory::BuildError, retry_after_seconds,
@@ -58,16 +58,13 @@ pub fn build(
     config: &Map<String, Value>,
     ctx: &ProviderContext,
 ) -> Result<Arc<dyn Provider>, BuildError> {
-    let api_key = required(config, "api_key")?;
-    let from = required(config, "from")?;
+    let api_key = required(PROVIDER, config, "api_key")?;
+    let from = required(PROVIDER, config, "from")?;
     let reply_to = config
         .get("reply_to")
         .and_then(Value::as_str)
         .map(str::to_owned);
-    let mut auth = HeaderValue::from_str(&format!("Bearer {api_key}")).map_err(|_| {
-        BuildError("sendgrid: api_key contains characters an HTTP header cannot carry".into())
-    })?;
-    auth.set_sensitive(true);
+    let auth = credential_header(PROVIDER, "api_key", &format!("Bearer {api_key}"))?;
     let base = ctx.bases.sendgrid.trim_end_matches('/');
     Ok(Arc::new(SendgridProvider {
         http: ctx.http.clone(),
@@ -78,14 +75,6 @@ pub fn build(
         from: Mailbox::parse(from),
         reply_to,
     }))
-}
-
-fn required<'a>(config: &'a Map<String, Value>, field: &str) -> Result<&'a str, BuildError> {
-    config
-        .get(field)
-        .and_then(Value::as_str)
-        .filter(|s| !s.trim().is_empty())
-        .ok_or_else(|| BuildError(format!("sendgrid: config.{field} is required")))
 }
 
 /// SendGrid's `{email, name?}` object, split from `Name <address>` or a bare address.
