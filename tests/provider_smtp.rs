@@ -372,6 +372,7 @@ async fn nothing_listening_on_the_port_is_a_transient_failure() {
     let err = send_failure(provider.as_ref(), "ada@example.org").await;
 
     assert!(matches!(err.class, ErrorClass::Transient { .. }), "{err}");
+    assert!(!err.outcome_unknown, "a refused connection sent nothing");
     let check = provider.check().await.expect_err("nothing to check");
     assert!(
         matches!(check.class, ErrorClass::Transient { .. }),
@@ -391,6 +392,10 @@ async fn a_server_that_never_answers_is_a_transient_failure_within_the_timeout()
     let err = send_failure(provider.as_ref(), "ada@example.org").await;
 
     assert!(matches!(err.class, ErrorClass::Transient { .. }), "{err}");
+    assert!(
+        err.outcome_unknown,
+        "a timeout may come after the server took the message: {err:?}"
+    );
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "took {:?}",

@@ -185,6 +185,7 @@ impl MailgunProvider {
             class,
             message: text,
             code: Some(code.to_owned()),
+            outcome_unknown: false,
         }
     }
 }

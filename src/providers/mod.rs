@@ -73,10 +73,6 @@ impl ErrorClass {
     }
 }
 
-const TIMED_OUT: &str = "timed out";
-const UNREADABLE: &str = "response could not be read";
-const REQUEST_FAILED: &str = "request failed";
-
 /// A classified failure. `message` is safe to store and show: adapters never put secrets or
 /// message bodies in it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -86,6 +82,10 @@ pub struct ProviderError {
     pub message: String,
     /// The provider's error code when it gave one (e.g. Twilio's 21211).
     pub code: Option<String>,
+    /// The request may have reached the provider and been acted on although no answer we
+    /// could read came back (a timeout, a broken or unreadable response): the message may
+    /// have been sent. Never set when nothing reached the provider (a refused connection).
+    pub outcome_unknown: bool,
 }
 
 impl ProviderError {
@@ -94,6 +94,7 @@ impl ProviderError {
             class: ErrorClass::Transient { retry_after: None },
             message: message.into(),
             code: None,
+            outcome_unknown: false,
         }
     }
 
@@ -102,6 +103,7 @@ impl ProviderError {
             class: ErrorClass::Transient { retry_after },
             message: message.into(),
             code: None,
+            outcome_unknown: false,
         }
     }
 
@@ -110,6 +112,7 @@ impl ProviderError {
             class: ErrorClass::ProviderPermanent,
             message: message.into(),
             code: None,
+            outcome_unknown: false,
         }
     }
 
@@ -118,6 +121,7 @@ impl ProviderError {
             class: ErrorClass::RecipientPermanent,
             message: message.into(),
             code: None,
+            outcome_unknown: false,
         }
     }
 
@@ -126,31 +130,26 @@ impl ProviderError {
         self
     }
 
-    /// Classifies a reqwest transport failure (no HTTP response was read).
-    pub fn from_transport(provider: &str, e: &reqwest::Error) -> Self {
-        let what = if e.is_timeout() {
-            TIMED_OUT
-        } else if e.is_connect() {
-            "connection failed"
-        } else if e.is_decode() || e.is_body() {
-            UNREADABLE
-        } else {
-            REQUEST_FAILED
-        };
-        ProviderError::transient(format!("{provider}: {what}"))
+    /// Marks a failure after which the message may have been sent (see `outcome_unknown`).
+    pub fn with_unknown_outcome(mut self) -> Self {
+        self.outcome_unknown = true;
+        self
     }
 
-    /// Whether the request may have reached the provider and been acted on although we got no
-    /// answer we could read (a timeout, a broken or unreadable response): the message may have
-    /// been sent. A refused connection is not: nothing reached the provider.
-    pub fn outcome_unknown(&self) -> bool {
-        // SMTP says "smtp: host:port timed out" for a timeout at any stage of the session;
-        // a timeout resolving the host happened before anything was sent.
-        matches!(self.class, ErrorClass::Transient { .. })
-            && ((self.message.ends_with(TIMED_OUT) && !self.message.contains(": resolving "))
-                || [UNREADABLE, REQUEST_FAILED]
-                    .iter()
-                    .any(|what| self.message.ends_with(&format!(": {what}"))))
+    /// Classifies a reqwest transport failure (no HTTP response was read). Only a failed
+    /// connection is known not to have reached the provider.
+    pub fn from_transport(provider: &str, e: &reqwest::Error) -> Self {
+        if e.is_connect() {
+            return ProviderError::transient(format!("{provider}: connection failed"));
+        }
+        let what = if e.is_timeout() {
+            "timed out"
+        } else if e.is_decode() || e.is_body() {
+            "response could not be read"
+        } else {
+            "request failed"
+        };
+        ProviderError::transient(format!("{provider}: {what}")).with_unknown_outcome()
     }
 }
 
@@ -231,17 +230,17 @@ mod outcome_tests {
     use super::*;
 
     #[test]
-    fn only_failures_after_the_request_left_have_an_unknown_outcome() {
-        assert!(ProviderError::transient("mailgun: timed out").outcome_unknown());
-        assert!(ProviderError::transient("resend: response could not be read").outcome_unknown());
-        assert!(ProviderError::transient("twilio: request failed").outcome_unknown());
-        assert!(ProviderError::transient("smtp: mail.example.com:587 timed out").outcome_unknown());
+    fn only_failures_marked_after_the_request_left_have_an_unknown_outcome() {
         assert!(
-            !ProviderError::transient("smtp: resolving mail.example.com timed out")
-                .outcome_unknown()
+            ProviderError::transient("mailgun: timed out")
+                .with_unknown_outcome()
+                .outcome_unknown
         );
-        assert!(!ProviderError::transient("mailgun: connection failed").outcome_unknown());
-        assert!(!ProviderError::transient_after("sendgrid: HTTP 503", None).outcome_unknown());
-        assert!(!ProviderError::provider("postmark: timed out").outcome_unknown());
+        assert!(
+            !ProviderError::transient("smtp: resolving mail.example.com timed out").outcome_unknown
+        );
+        assert!(!ProviderError::transient("mailgun: connection failed").outcome_unknown);
+        assert!(!ProviderError::transient_after("sendgrid: HTTP 503", None).outcome_unknown);
+        assert!(!ProviderError::provider("postmark: rejected").outcome_unknown);
     }
 }

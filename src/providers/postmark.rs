@@ -184,6 +184,7 @@ impl PostmarkProvider {
             class,
             message: text,
             code: Some(code),
+            outcome_unknown: false,
         }
     }
 }

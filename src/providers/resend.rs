@@ -193,6 +193,7 @@ impl ResendProvider {
             class,
             message,
             code: None,
+            outcome_unknown: false,
         }
         .with_code(code)
     }

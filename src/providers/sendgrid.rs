@@ -236,6 +236,7 @@ impl SendgridProvider {
             class,
             message: text,
             code: Some(code.to_owned()),
+            outcome_unknown: false,
         }
     }
 }

@@ -491,7 +491,9 @@ impl SmtpProvider {
     fn classify(&self, err: &SmtpError, envelope: Option<(&str, &str)>) -> ProviderError {
         let endpoint = self.endpoint();
         if err.is_timeout() {
-            return ProviderError::transient(format!("smtp: {endpoint} timed out"));
+            // Past the connection, a timeout can come after the server took the message.
+            return ProviderError::transient(format!("smtp: {endpoint} timed out"))
+                .with_unknown_outcome();
         }
         if let Some(tls) = tls_failure(err) {
             return ProviderError::provider(format!("smtp: TLS with {endpoint} failed: {tls}"));
@@ -509,6 +511,7 @@ impl SmtpProvider {
                 class,
                 message: format!("smtp: {what}: {code} {text}"),
                 code: Some(code.to_string()),
+                outcome_unknown: false,
             };
         }
         let detail = err
@@ -531,8 +534,24 @@ impl SmtpProvider {
                  {detail}"
             ));
         }
-        // Connection, network and shutdown errors.
-        ProviderError::transient(format!("smtp: connection to {endpoint} failed: {detail}"))
+        // Connection, network and shutdown errors. A read or write that timed out on an open
+        // connection may have come after the server took the message.
+        let failed =
+            ProviderError::transient(format!("smtp: connection to {endpoint} failed: {detail}"));
+        let timed_out = err
+            .source()
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .is_some_and(|io| {
+                matches!(
+                    io.kind(),
+                    std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+                )
+            });
+        if timed_out {
+            failed.with_unknown_outcome()
+        } else {
+            failed
+        }
     }
 
     /// The server's reply text, safe to store.
@@ -714,7 +733,8 @@ impl Provider for SmtpProvider {
                     "smtp: {} did not complete the transaction within {} ms",
                     self.endpoint(),
                     self.timeout.as_millis()
-                )))
+                ))
+                .with_unknown_outcome())
             }
         }
     }

@@ -184,6 +184,7 @@ impl TwilioProvider {
             class,
             message,
             code: None,
+            outcome_unknown: false,
         };
         match code {
             Some(code) => error.with_code(code.to_string()),

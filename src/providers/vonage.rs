@@ -295,6 +295,7 @@ impl Provider for VonageProvider {
                 class,
                 message: format!("vonage: HTTP {}", status.as_u16()),
                 code: None,
+                outcome_unknown: false,
             });
         }
         // Vonage reports refusals inside a 200, so an unreadable 200 says nothing about
@@ -333,6 +334,7 @@ impl Provider for VonageProvider {
                 class,
                 message: text,
                 code: None,
+                outcome_unknown: false,
             }
             .with_code(code.to_string()));
         }
@@ -367,6 +369,7 @@ impl Provider for VonageProvider {
                 class: class_for_http(status, retry_after),
                 message: format!("vonage: HTTP {}", status.as_u16()),
                 code: None,
+                outcome_unknown: false,
             });
         }
         let balance = response

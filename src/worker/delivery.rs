@@ -670,7 +670,7 @@ fn mark_unknown_outcome(
     provider: &ResolvedProvider,
     err: &ProviderError,
 ) -> serde_json::Value {
-    if err.outcome_unknown() {
+    if err.outcome_unknown {
         let deduplicates = provider.adapter.deduplicates();
         detail["outcome_unknown"] = json!(true);
         detail["provider_deduplicates"] = json!(deduplicates);
