@@ -1,7 +1,7 @@
 //! Real adapters through the whole pipeline (provider APIs stood in for by wiremock), then
 //! signed delivery receipts moving the messages on.
 
-mod common;
+use crate::common;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;

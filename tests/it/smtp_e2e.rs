@@ -1,8 +1,8 @@
 //! The smtp provider through the whole pipeline against a real SMTP server process, and
 //! "test connection" with `send_to`, which sends a real test message through the pipeline.
 
-mod common;
-mod smtp_support;
+use crate::common;
+use crate::smtp_support;
 
 use common::TestApp;
 use serde_json::{Value, json};

@@ -1,8 +1,7 @@
 //! The SendGrid adapter against a mock of SendGrid's v3 API: the exact Mail Send request, the
 //! message id from `X-Message-Id`, the classification of documented errors, and the key check.
 
-#[path = "email_support/mod.rs"]
-mod common;
+use crate::email_support as common;
 
 use std::time::Duration;
 

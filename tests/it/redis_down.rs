@@ -1,7 +1,7 @@
 //! Redis unavailable: intake keeps accepting sends (the database's unique index is the
 //! idempotency backstop) and workers deliver with per-process breaker and rate-limit state.
 
-mod common;
+use crate::common;
 
 use common::{Options, TestApp};
 use serde_json::json;

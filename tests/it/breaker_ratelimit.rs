@@ -2,7 +2,7 @@
 //! through the whole pipeline (short cool-downs, 100 ms retry base), and at the guard itself
 //! (two guards standing for two replicas, a Redis that goes away and comes back).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,50 +1,11 @@
 //! Provider secrets: sealed at rest, masked in every response, absent from every log line.
-//! This binary captures all logs of the process at DEBUG.
+//! The test binary captures all logs of the process at DEBUG (`log_capture`).
 
-mod common;
-
-use std::io::Write;
-use std::sync::{Mutex, OnceLock};
+use crate::common;
 
 use common::TestApp;
 use reqwest::Method;
 use serde_json::{Value, json};
-
-static LOGS: OnceLock<Mutex<Vec<u8>>> = OnceLock::new();
-
-struct Capture;
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Some(m) = LOGS.get()
-            && let Ok(mut v) = m.lock()
-        {
-            v.extend_from_slice(buf);
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn capture_logs() {
-    LOGS.get_or_init(|| Mutex::new(Vec::new()));
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_writer(|| Capture)
-        .try_init();
-}
-
-fn logs() -> String {
-    LOGS.get()
-        .and_then(|m| {
-            m.lock()
-                .ok()
-                .map(|v| String::from_utf8_lossy(&v).into_owned())
-        })
-        .unwrap_or_default()
-}
 
 const TOKEN: &str = "twilio-auth-token-SECRET-9f8e7d6c";
 const RESEND_KEY: &str = "re_live_SECRET_1234567890abcdef";
@@ -52,7 +13,7 @@ const OTP: &str = "OTP-739215";
 
 #[tokio::test]
 async fn provider_secrets_and_message_bodies_never_appear_in_responses_logs_or_plaintext_columns() {
-    capture_logs();
+    crate::log_capture::install();
     let app = TestApp::spawn().await;
     let twilio = app
         .create_provider(
@@ -153,7 +114,7 @@ async fn provider_secrets_and_message_bodies_never_appear_in_responses_logs_or_p
         .expect("decrypts");
     assert!(String::from_utf8_lossy(&plain).contains(RESEND_KEY));
 
-    let captured = logs();
+    let captured = crate::log_capture::text();
     assert!(captured.contains("provider created"), "logs were captured");
     assert!(!captured.contains(TOKEN), "auth token leaked in logs");
     assert!(!captured.contains(RESEND_KEY), "API key leaked in logs");

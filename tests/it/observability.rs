@@ -2,14 +2,12 @@
 //! worker's spans (one send is one trace), `GET /metrics`, the worker's metrics listener,
 //! `GET /openapi.json`, and the deploy files' configuration names.
 //!
-//! This binary captures its own logs as JSON lines (the `COMMUNICATION_LOG_FORMAT=json`
+//! The test binary captures its logs as JSON lines (the `COMMUNICATION_LOG_FORMAT=json`
 //! shape). Tests run in parallel, so each one looks only at the lines of its own message ids.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
-use std::io::Write;
-use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use common::{Options, TestApp, envelope};
@@ -20,47 +18,9 @@ use lapin::types::{AMQPValue, FieldTable, LongString};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-static LOGS: OnceLock<Mutex<Vec<u8>>> = OnceLock::new();
-
-struct Capture;
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Some(m) = LOGS.get()
-            && let Ok(mut v) = m.lock()
-        {
-            v.extend_from_slice(buf);
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn capture_json_logs() {
-    LOGS.get_or_init(|| Mutex::new(Vec::new()));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(
-            "communication=debug,warn",
-        ))
-        .json()
-        .with_current_span(true)
-        .with_span_list(true)
-        .with_writer(|| Capture)
-        .try_init();
-}
-
 /// Captured JSON log lines whose `message_id` field is `id`.
 fn lines_of(id: &str) -> Vec<Value> {
-    let text = LOGS
-        .get()
-        .and_then(|m| {
-            m.lock()
-                .ok()
-                .map(|v| String::from_utf8_lossy(&v).into_owned())
-        })
-        .unwrap_or_default();
+    let text = crate::log_capture::text();
     text.lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter(|l| l["fields"]["message_id"].as_str() == Some(id))
@@ -126,7 +86,7 @@ async fn send_traced(app: &TestApp, traceparent: &str) -> reqwest::Response {
 
 #[tokio::test]
 async fn one_send_is_one_trace_from_the_request_through_retries_and_failover_to_sent() {
-    capture_json_logs();
+    crate::log_capture::install();
     let app = TestApp::spawn().await;
     app.system_provider("acme", "sms", "flaky", "fail_transient", 1)
         .await;
@@ -253,7 +213,7 @@ async fn the_amqp_message_carries_the_traceparent_and_an_invalid_one_starts_a_ne
 
 #[tokio::test]
 async fn a_direct_publish_keeps_its_traceparent_through_delivery_and_into_the_dead_letter() {
-    capture_json_logs();
+    crate::log_capture::install();
     let app = TestApp::spawn().await;
     app.system_provider("acme", "email", "refuses", "fail_permanent", 1)
         .await;

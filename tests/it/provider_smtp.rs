@@ -21,7 +21,7 @@ use communication::{
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-mod smtp_support;
+use crate::smtp_support;
 
 use smtp_support::{PASSWORD, SmtpServer, USER, header};
 

@@ -1,8 +1,7 @@
 //! The Postmark adapter against a mock of Postmark's API: the exact `/email` request, the
 //! MessageID, the classification of Postmark's documented error codes, and the token check.
 
-#[path = "email_support/mod.rs"]
-mod common;
+use crate::email_support as common;
 
 use std::time::Duration;
 

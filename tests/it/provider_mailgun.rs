@@ -1,8 +1,7 @@
 //! The Mailgun adapter against a mock of Mailgun's API: the exact form request on the US and EU
 //! bases, the message id, the classification of Mailgun's errors, and the domain check.
 
-#[path = "email_support/mod.rs"]
-mod common;
+use crate::email_support as common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! SendGrid, Postmark, Mailgun and Vonage through the whole pipeline, each against a mock of
 //! its API, and "test connection" over HTTP.
 
-mod common;
+use crate::common;
 
 use common::{Options, TestApp};
 use serde_json::{Value, json};

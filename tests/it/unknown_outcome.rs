@@ -2,7 +2,7 @@
 //! is marked as such, with whether the provider deduplicates on our id. Resend does (our id is
 //! its Idempotency-Key, the same on every call); Mailgun does not.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Retry, failover, permanent failures, exhaustion and expiry, through the real broker's
 //! delay queues (the tests use 100–400 ms delays and 3 attempts per provider).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

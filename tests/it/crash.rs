@@ -8,8 +8,8 @@
 //! connections (the service names them `{namespace}/{role}/{pid}`), and the Postgres test
 //! crashes a private cluster of its own.
 
-mod common;
-mod crash_support;
+use crate::common;
+use crate::crash_support;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

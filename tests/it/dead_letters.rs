@@ -1,7 +1,7 @@
 //! Dead letters: exhaustion → `failed` + a dead letter (row and `{ns}.dead` message), then
 //! inspection and replay through the operator endpoint and the `communication dlq` command.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

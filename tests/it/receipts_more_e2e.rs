@@ -2,7 +2,7 @@
 //! by wiremock), then their delivery webhooks, verified as each provider documents, moving the
 //! messages on: delivered, bounced, and refused when unsigned, wrongly signed or stale.
 
-mod common;
+use crate::common;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;

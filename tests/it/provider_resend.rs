@@ -1,8 +1,7 @@
 //! The Resend adapter against a mock of Resend's API: the exact request Resend documents, the
 //! classification of every documented error, credential checks, and webhook verification.
 
-#[path = "email_support/mod.rs"]
-mod common;
+use crate::email_support as common;
 
 use std::time::Duration;
 

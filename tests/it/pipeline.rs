@@ -1,6 +1,6 @@
 //! The delivery pipeline end to end against real Postgres, Redis and RabbitMQ.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,0 +1,31 @@
+//! The one integration-test binary: a module per area, sharing the harness in `common`.
+//! Every test runs against the real local Postgres, Redis and RabbitMQ, each in its own
+//! database and namespace, so they run in parallel.
+
+mod common;
+mod crash_support;
+mod email_support;
+mod log_capture;
+mod smtp_support;
+
+mod adapters_e2e;
+mod bench_smoke;
+mod breaker_ratelimit;
+mod crash;
+mod dead_letters;
+mod delivery_policy;
+mod observability;
+mod pipeline;
+mod provider_mailgun;
+mod provider_postmark;
+mod provider_resend;
+mod provider_sendgrid;
+mod provider_smtp;
+mod provider_twilio;
+mod provider_vonage;
+mod receipts_e2e;
+mod receipts_more_e2e;
+mod redis_down;
+mod secrets;
+mod smtp_e2e;
+mod unknown_outcome;
