@@ -11,10 +11,10 @@ use chrono::Utc;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::domain::{Channel, EventKind};
+use crate::domain::{Channel, EventKind, MessageStatus};
 use crate::queue::envelope::Rejection;
-use crate::store::dead_letters;
 use crate::store::messages::{self, ClaimOutcome, DeadLetter, NewEvent, NewMessage, StatusUpdate};
+use crate::store::{dead_letters, stats};
 
 /// Rows one delivery step wants committed together.
 #[derive(Debug, Default, Clone)]
@@ -101,6 +101,17 @@ impl Writer {
                 .await
                 .map_err(w)?
             {
+                let mut delta = stats::RollupDelta::default();
+                let failed = MessageStatus::Failed.as_str();
+                delta.count(
+                    &row.tenant_id,
+                    row.created_at,
+                    &row.channel,
+                    None,
+                    failed,
+                    1,
+                );
+                stats::apply_delta(&mut tx, &delta).await.map_err(w)?;
                 let detail = Some(serde_json::json!({"reason": rejection.reason}));
                 let events: Vec<NewEvent> = [EventKind::Failed, EventKind::DeadLettered]
                     .into_iter()
@@ -296,9 +307,42 @@ async fn write_all(
     } else {
         messages::claim_messages(&mut tx, claims).await?
     };
+    let ids: Vec<_> = updates.iter().map(|u| u.id).collect();
+    let before = stats::lock_counted(&mut tx, &ids, WORKER_OWNED).await?;
     messages::apply_updates(&mut tx, updates).await?;
     messages::insert_events(&mut tx, events).await?;
     messages::insert_dead_letters(&mut tx, dead).await?;
+    // Last, so the rollup's shared rows stay locked only until the commit.
+    stats::apply_delta(&mut tx, &rollup_delta(claims, &outcomes, updates, &before)).await?;
     tx.commit().await?;
     Ok(outcomes)
+}
+
+/// The statuses `messages::apply_updates` may change (its `WHERE`): the rollup must move
+/// exactly the rows it changes.
+const WORKER_OWNED: &[&str] = &["queued", "sending"];
+
+/// The batch's change to the stats rollup: new messages counted as `queued`, and each
+/// update moving its message's count from the status it had (`before`, read under lock) to
+/// the new one.
+fn rollup_delta(
+    claims: &[NewMessage],
+    outcomes: &[ClaimOutcome],
+    updates: &[StatusUpdate],
+    before: &[stats::CountedMessage],
+) -> stats::RollupDelta {
+    let mut delta = stats::RollupDelta::default();
+    for (m, outcome) in claims.iter().zip(outcomes) {
+        if *outcome == ClaimOutcome::New {
+            let status = MessageStatus::Queued.as_str();
+            delta.count(&m.tenant_id, m.created_at, &m.channel, None, status, 1);
+        }
+    }
+    let now = Utc::now();
+    for u in updates {
+        if let Some(b) = before.iter().find(|b| b.id == u.id) {
+            delta.moved(b, &u.status, u.provider_id, now);
+        }
+    }
+    delta
 }

@@ -1,0 +1,366 @@
+//! The stats rollup behind `GET /v1/stats`: `message_stats_hourly` (messages per accept
+//! hour, channel, provider and current status) and `message_latency_hourly` (a fixed
+//! accept → sent latency histogram per accept hour, channel and provider).
+//!
+//! The worker's writer keeps both current inside its batch transactions: it builds a
+//! [`RollupDelta`] from the batch (each status change moves one count from the old status to
+//! the new one) and applies it with one upsert per table, sorted by key so concurrent batches
+//! lock rollup rows in the same order. The API reads only these tables.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+/// Upper bounds (inclusive, ms) of the latency histogram's buckets; one more bucket counts
+/// everything above the last. Roughly ×1.5–2 apart from 10 ms to 30 minutes. Stored arrays
+/// depend on these: extend only by appending (older arrays are then shorter, read as zeros).
+pub const LATENCY_BOUNDS_MS: [i64; 23] = [
+    10, 25, 50, 75, 100, 150, 200, 300, 500, 750, 1_000, 1_500, 2_000, 3_000, 5_000, 7_500, 10_000,
+    15_000, 30_000, 60_000, 120_000, 300_000, 1_800_000,
+];
+
+/// Number of stored histogram elements.
+pub const LATENCY_BUCKETS: usize = LATENCY_BOUNDS_MS.len() + 1;
+
+/// Stands for "no provider yet" in the rollup's key (primary-key columns cannot be NULL).
+pub const NO_PROVIDER: Uuid = Uuid::nil();
+
+/// The histogram element a latency falls in.
+pub fn latency_bucket(ms: i64) -> usize {
+    LATENCY_BOUNDS_MS.partition_point(|&bound| bound < ms)
+}
+
+/// The hour (UTC) a message accepted at `at` is counted in.
+pub fn hour_of(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.duration_trunc(TimeDelta::hours(1)).unwrap_or(at)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct CountKey {
+    tenant_id: String,
+    hour: DateTime<Utc>,
+    channel: String,
+    provider_id: Uuid,
+    status: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct LatencyKey {
+    tenant_id: String,
+    hour: DateTime<Utc>,
+    channel: String,
+    provider_id: Uuid,
+}
+
+/// A message's rollup coordinates and where it is counted now.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CountedMessage {
+    pub id: Uuid,
+    pub tenant_id: String,
+    pub channel: String,
+    pub created_at: DateTime<Utc>,
+    pub status: String,
+    pub provider_id: Option<Uuid>,
+}
+
+/// What one batch changes in the rollup. Keys are ordered so the upserts lock rows in one
+/// order in every transaction (no deadlocks between concurrent batches).
+#[derive(Debug, Default, Clone)]
+pub struct RollupDelta {
+    counts: BTreeMap<CountKey, i64>,
+    latencies: BTreeMap<LatencyKey, [i64; LATENCY_BUCKETS]>,
+}
+
+impl RollupDelta {
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty() && self.latencies.is_empty()
+    }
+
+    /// Adds `n` (may be negative) messages to a (status, provider) of an accept hour.
+    pub fn count(
+        &mut self,
+        tenant_id: &str,
+        created_at: DateTime<Utc>,
+        channel: &str,
+        provider_id: Option<Uuid>,
+        status: &str,
+        n: i64,
+    ) {
+        let key = CountKey {
+            tenant_id: tenant_id.to_owned(),
+            hour: hour_of(created_at),
+            channel: channel.to_owned(),
+            provider_id: provider_id.unwrap_or(NO_PROVIDER),
+            status: status.to_owned(),
+        };
+        *self.counts.entry(key).or_default() += n;
+    }
+
+    /// A message moved from where `before` counts it to `status` with `provider_id` (its old
+    /// provider when `None`); a move to `sent` also records its accept → sent latency.
+    pub fn moved(
+        &mut self,
+        before: &CountedMessage,
+        status: &str,
+        provider_id: Option<Uuid>,
+        now: DateTime<Utc>,
+    ) {
+        let provider = provider_id.or(before.provider_id);
+        let m = before;
+        self.count(
+            &m.tenant_id,
+            m.created_at,
+            &m.channel,
+            m.provider_id,
+            &m.status,
+            -1,
+        );
+        self.count(&m.tenant_id, m.created_at, &m.channel, provider, status, 1);
+        if status == "sent" {
+            let ms = (now - m.created_at).num_milliseconds().max(0);
+            let key = LatencyKey {
+                tenant_id: m.tenant_id.clone(),
+                hour: hour_of(m.created_at),
+                channel: m.channel.clone(),
+                provider_id: provider.unwrap_or(NO_PROVIDER),
+            };
+            self.latencies.entry(key).or_insert([0; LATENCY_BUCKETS])[latency_bucket(ms)] += 1;
+        }
+    }
+}
+
+/// Locks the rows of `ids` that are still in one of `movable` statuses and returns where
+/// the rollup counts them. Call it in the writing transaction *before* changing them, with
+/// the same status condition as the change, so the rollup moves exactly the rows changed.
+pub async fn lock_counted(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+    movable: &[&str],
+) -> Result<Vec<CountedMessage>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query_as(
+        "SELECT id, tenant_id, channel, created_at, status, provider_id FROM message_logs \
+         WHERE id = ANY($1) AND status = ANY($2) ORDER BY id FOR UPDATE",
+    )
+    .bind(ids)
+    .bind(movable)
+    .fetch_all(&mut *conn)
+    .await
+}
+
+/// Applies a batch's delta: one upsert per table.
+pub async fn apply_delta(conn: &mut PgConnection, delta: &RollupDelta) -> Result<(), sqlx::Error> {
+    let counts: Vec<(&CountKey, &i64)> = delta.counts.iter().filter(|(_, n)| **n != 0).collect();
+    if !counts.is_empty() {
+        let tenants: Vec<&str> = counts.iter().map(|(k, _)| k.tenant_id.as_str()).collect();
+        let hours: Vec<DateTime<Utc>> = counts.iter().map(|(k, _)| k.hour).collect();
+        let channels: Vec<&str> = counts.iter().map(|(k, _)| k.channel.as_str()).collect();
+        let providers: Vec<Uuid> = counts.iter().map(|(k, _)| k.provider_id).collect();
+        let statuses: Vec<&str> = counts.iter().map(|(k, _)| k.status.as_str()).collect();
+        let ns: Vec<i64> = counts.iter().map(|(_, n)| **n).collect();
+        sqlx::query(
+            "INSERT INTO message_stats_hourly AS s (tenant_id, hour, channel, provider_id, status, count) \
+             SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::uuid[], $5::text[], $6::bigint[]) \
+             ORDER BY 1, 2, 3, 4, 5 \
+             ON CONFLICT (tenant_id, hour, channel, provider_id, status) \
+             DO UPDATE SET count = s.count + EXCLUDED.count",
+        )
+        .bind(&tenants)
+        .bind(&hours)
+        .bind(&channels)
+        .bind(&providers)
+        .bind(&statuses)
+        .bind(&ns)
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !delta.latencies.is_empty() {
+        let rows: Vec<_> = delta.latencies.iter().collect();
+        let tenants: Vec<&str> = rows.iter().map(|(k, _)| k.tenant_id.as_str()).collect();
+        let hours: Vec<DateTime<Utc>> = rows.iter().map(|(k, _)| k.hour).collect();
+        let channels: Vec<&str> = rows.iter().map(|(k, _)| k.channel.as_str()).collect();
+        let providers: Vec<Uuid> = rows.iter().map(|(k, _)| k.provider_id).collect();
+        // One flat array (rows × buckets): Postgres arrays of arrays must be rectangular.
+        let flat: Vec<i64> = rows.iter().flat_map(|(_, h)| h.iter().copied()).collect();
+        sqlx::query(
+            "INSERT INTO message_latency_hourly AS l (tenant_id, hour, channel, provider_id, buckets) \
+             SELECT t.tenant_id, t.hour, t.channel, t.provider_id, \
+                    ($5::bigint[])[(t.n::int - 1) * $6 + 1 : t.n::int * $6] \
+             FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::uuid[]) \
+                  WITH ORDINALITY AS t(tenant_id, hour, channel, provider_id, n) \
+             ORDER BY 1, 2, 3, 4 \
+             ON CONFLICT (tenant_id, hour, channel, provider_id) DO UPDATE SET buckets = \
+                ARRAY(SELECT COALESCE(a, 0) + COALESCE(b, 0) \
+                      FROM UNNEST(l.buckets, EXCLUDED.buckets) AS u(a, b))",
+        )
+        .bind(&tenants)
+        .bind(&hours)
+        .bind(&channels)
+        .bind(&providers)
+        .bind(&flat)
+        .bind(LATENCY_BUCKETS as i32)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// One row of counts, summed over a bucket of the requested width.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CountRow {
+    pub start: DateTime<Utc>,
+    pub channel: String,
+    pub provider_id: Uuid,
+    pub status: String,
+    pub count: i64,
+}
+
+/// Counts per `width` (`hour` or `day`) bucket of accept time in `[since, until)`.
+#[tracing::instrument(skip_all)]
+pub async fn counts(
+    pool: &PgPool,
+    tenant: &str,
+    width: &str,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<Vec<CountRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT date_trunc($2, hour, 'UTC') AS start, channel, provider_id, status, \
+                SUM(count)::bigint AS count \
+         FROM message_stats_hourly \
+         WHERE tenant_id = $1 AND hour >= $3 AND hour < $4 \
+         GROUP BY 1, 2, 3, 4 HAVING SUM(count) <> 0 \
+         ORDER BY 1, 2, 3, 4",
+    )
+    .bind(tenant)
+    .bind(width)
+    .bind(since)
+    .bind(until)
+    .fetch_all(pool)
+    .await
+}
+
+/// Latency histograms per (channel, provider), summed over `[since, until)`.
+#[tracing::instrument(skip_all)]
+pub async fn latencies(
+    pool: &PgPool,
+    tenant: &str,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<Vec<(String, Uuid, Vec<i64>)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT channel, provider_id, array_agg(total ORDER BY i) FROM ( \
+            SELECT channel, provider_id, i, SUM(v)::bigint AS total \
+            FROM message_latency_hourly, UNNEST(buckets) WITH ORDINALITY AS x(v, i) \
+            WHERE tenant_id = $1 AND hour >= $2 AND hour < $3 \
+            GROUP BY 1, 2, 3) s \
+         GROUP BY 1, 2",
+    )
+    .bind(tenant)
+    .bind(since)
+    .bind(until)
+    .fetch_all(pool)
+    .await
+}
+
+/// The value below which a share `q` (0–1) of a histogram's samples fall, interpolated
+/// linearly inside the bucket it lands in; `None` without samples.
+pub fn percentile(histogram: &[i64], q: f64) -> Option<i64> {
+    let total: i64 = histogram.iter().sum();
+    if total <= 0 {
+        return None;
+    }
+    let rank = (q * total as f64).ceil().max(1.0);
+    let mut seen = 0i64;
+    for (i, &n) in histogram.iter().enumerate() {
+        if n <= 0 {
+            continue;
+        }
+        if (seen + n) as f64 >= rank {
+            let low = if i == 0 { 0 } else { LATENCY_BOUNDS_MS[i - 1] };
+            let Some(&high) = LATENCY_BOUNDS_MS.get(i) else {
+                return Some(low);
+            };
+            let within = (rank - seen as f64) / n as f64;
+            return Some(low + ((high - low) as f64 * within).round() as i64);
+        }
+        seen += n;
+    }
+    LATENCY_BOUNDS_MS.last().copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latencies_fall_in_the_bucket_whose_bound_is_the_first_not_below_them() {
+        assert_eq!(latency_bucket(0), 0);
+        assert_eq!(latency_bucket(10), 0);
+        assert_eq!(latency_bucket(11), 1);
+        assert_eq!(latency_bucket(1_000), 10);
+        assert_eq!(latency_bucket(1_001), 11);
+        assert_eq!(latency_bucket(10_000_000), LATENCY_BUCKETS - 1);
+    }
+
+    #[test]
+    fn percentiles_interpolate_inside_the_bucket_they_land_in() {
+        let mut h = [0i64; LATENCY_BUCKETS];
+        assert_eq!(percentile(&h, 0.5), None);
+        // 100 samples in (200, 300]: p50 is half-way, p95 near the top.
+        h[latency_bucket(250)] = 100;
+        assert_eq!(percentile(&h, 0.5), Some(250));
+        assert_eq!(percentile(&h, 0.95), Some(295));
+        // 90 fast and 10 slow samples: p50 fast, p95 slow.
+        let mut h = [0i64; LATENCY_BUCKETS];
+        h[latency_bucket(40)] = 90;
+        h[latency_bucket(4_000)] = 10;
+        assert!(percentile(&h, 0.5).is_some_and(|p| (25..=50).contains(&p)));
+        assert!(percentile(&h, 0.95).is_some_and(|p| (3_000..=5_000).contains(&p)));
+        // Overflow bucket: its lower bound.
+        let mut h = [0i64; LATENCY_BUCKETS];
+        h[LATENCY_BUCKETS - 1] = 1;
+        assert_eq!(percentile(&h, 0.5), Some(1_800_000));
+    }
+
+    #[test]
+    fn a_move_takes_one_count_from_the_old_status_and_gives_it_to_the_new() {
+        let created = DateTime::parse_from_rfc3339("2026-12-01T10:59:59Z")
+            .expect("a valid time")
+            .with_timezone(&Utc);
+        let provider = Uuid::from_u128(7);
+        let before = CountedMessage {
+            id: Uuid::from_u128(1),
+            tenant_id: "t".into(),
+            channel: "sms".into(),
+            created_at: created,
+            status: "sending".into(),
+            provider_id: Some(provider),
+        };
+        let mut d = RollupDelta::default();
+        d.moved(
+            &before,
+            "sent",
+            None,
+            created + TimeDelta::milliseconds(320),
+        );
+        let counts: Vec<_> = d
+            .counts
+            .iter()
+            .map(|(k, n)| (k.status.as_str(), k.provider_id, k.hour, *n))
+            .collect();
+        let hour = hour_of(created);
+        assert_eq!(
+            counts,
+            vec![("sending", provider, hour, -1), ("sent", provider, hour, 1)]
+        );
+        let (key, h) = d.latencies.iter().next().expect("a latency was recorded");
+        assert_eq!(key.provider_id, provider);
+        assert_eq!(h[latency_bucket(320)], 1);
+        assert_eq!(h.iter().sum::<i64>(), 1);
+    }
+}
