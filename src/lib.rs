@@ -11,6 +11,7 @@ pub mod config;
 pub mod crypto;
 pub mod dlq;
 pub mod domain;
+pub mod guard_state;
 pub mod intake;
 pub mod providers;
 pub mod queue;

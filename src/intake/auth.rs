@@ -120,9 +120,7 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         let pool = state.pool.clone();
         let found = state
             .api_keys
-            .try_get_with(hash, async move {
-                crate::store::api_keys::find_by_hash(&pool, &hash).await
-            })
+            .try_get_with(hash, super::api_keys::find_for_auth(pool, hash))
             .await
             .map_err(|e| {
                 tracing::warn!(error = %e, "API key lookup failed");

@@ -13,6 +13,7 @@ pub mod messages;
 pub mod openapi;
 pub mod providers;
 pub mod send;
+pub mod stats;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -106,7 +107,10 @@ pub fn documented_routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(providers::create, providers::list))
         .routes(routes!(providers::get, providers::patch, providers::delete))
         .routes(routes!(providers::test))
-        .routes(routes!(api_keys::create))
+        .routes(routes!(api_keys::create, api_keys::list))
+        .routes(routes!(api_keys::revoke))
+        .routes(routes!(stats::stats))
+        .routes(routes!(stats::provider_health))
         .routes(routes!(dead_letters::list))
         .routes(routes!(dead_letters::replay_many))
         .routes(routes!(dead_letters::replay))

@@ -267,6 +267,57 @@ pub async fn latencies(
     .await
 }
 
+/// Counts per (channel, provider, status) over accept hours in `[since, until)`.
+#[tracing::instrument(skip_all)]
+pub async fn provider_totals(
+    pool: &PgPool,
+    tenant: &str,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<Vec<(String, Uuid, String, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT channel, provider_id, status, SUM(count)::bigint FROM message_stats_hourly \
+         WHERE tenant_id = $1 AND hour >= $2 AND hour < $3 AND provider_id <> $4 \
+         GROUP BY 1, 2, 3 HAVING SUM(count) <> 0",
+    )
+    .bind(tenant)
+    .bind(since)
+    .bind(until)
+    .bind(NO_PROVIDER)
+    .fetch_all(pool)
+    .await
+}
+
+/// What the stats say about a provider besides its id.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ProviderLabel {
+    pub id: Uuid,
+    pub name: String,
+    pub kind: String,
+    pub channel: String,
+    /// The operator's provider (no tenant), used when the tenant has none of its own.
+    pub platform: bool,
+}
+
+/// The tenant's own providers (all of them) and those of `ids` that are the platform's.
+/// Never another tenant's.
+#[tracing::instrument(skip_all)]
+pub async fn provider_labels(
+    pool: &PgPool,
+    tenant: &str,
+    ids: &[Uuid],
+) -> Result<Vec<ProviderLabel>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, name, kind, channel, tenant_id IS NULL AS platform FROM provider_configs \
+         WHERE tenant_id = $1 OR (tenant_id IS NULL AND id = ANY($2)) \
+         ORDER BY tenant_id IS NULL, channel, priority, created_at",
+    )
+    .bind(tenant)
+    .bind(ids)
+    .fetch_all(pool)
+    .await
+}
+
 /// The value below which a share `q` (0–1) of a histogram's samples fall, interpolated
 /// linearly inside the bucket it lands in; `None` without samples.
 pub fn percentile(histogram: &[i64], q: f64) -> Option<i64> {
