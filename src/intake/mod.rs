@@ -3,6 +3,7 @@
 
 pub mod api_keys;
 pub mod auth;
+pub mod dashboard;
 pub mod dead_letters;
 pub mod error;
 pub mod health;
@@ -124,6 +125,7 @@ pub fn documented_routes() -> OpenApiRouter<Arc<AppState>> {
 pub fn router(state: Arc<AppState>) -> Router {
     let (routes, _document) = documented_routes().split_for_parts();
     routes
+        .merge(dashboard::routes(Arc::new(dashboard::EmbeddedAssets)))
         .fallback(|| async { error::ApiError::not_found("route") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(

@@ -9,9 +9,11 @@ mod log_capture;
 mod smtp_support;
 
 mod adapters_e2e;
+mod api_keys;
 mod bench_smoke;
 mod breaker_ratelimit;
 mod crash;
+mod dashboard_assets;
 mod dead_letters;
 mod delivery_policy;
 mod observability;
@@ -28,4 +30,5 @@ mod receipts_more_e2e;
 mod redis_down;
 mod secrets;
 mod smtp_e2e;
+mod stats;
 mod unknown_outcome;
