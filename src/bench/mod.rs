@@ -11,6 +11,7 @@
 mod load;
 pub mod raw;
 mod stack;
+mod stats;
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -21,9 +22,34 @@ use crate::domain::Channel;
 use load::{EndToEnd, Intake, IntakeFigures};
 use stack::{Endpoints, Stack};
 
+/// What `communication bench` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// The delivery pipeline against the machine's raw limits (issue 5).
+    Pipeline,
+    /// `GET /v1/stats` for a tenant with millions of messages (issue 9).
+    Stats,
+}
+
 /// Options of `communication bench`.
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
+    /// What to measure.
+    #[arg(long, value_enum, default_value = "pipeline")]
+    pub scenario: Scenario,
+    /// Stats scenario: messages of the measured tenant.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub stats_messages: u64,
+    /// Stats scenario: days the messages are spread over, ending now.
+    #[arg(long, default_value_t = 30)]
+    pub stats_days: u32,
+    /// Stats scenario: timed calls per query.
+    #[arg(long, default_value_t = 100)]
+    pub stats_calls: usize,
+    /// Stats scenario: also fill message_logs with the tenant's messages (slow: minutes for
+    /// ten million rows).
+    #[arg(long)]
+    pub stats_fill_logs: bool,
     /// Messages per phase (raw broker, raw Postgres, and each HTTP and direct run).
     #[arg(long, default_value_t = 20_000)]
     pub messages: usize,
@@ -82,6 +108,9 @@ struct Report {
 
 /// Runs the benchmark and prints its report.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.scenario == Scenario::Stats {
+        return stats::run(&args).await;
+    }
     if args.messages == 0 || args.workers.is_empty() || args.workers.contains(&0) {
         anyhow::bail!("--messages and each --workers count must be at least 1");
     }

@@ -129,6 +129,28 @@ impl RollupDelta {
             self.latencies.entry(key).or_insert([0; LATENCY_BUCKETS])[latency_bucket(ms)] += 1;
         }
     }
+
+    /// Adds a whole histogram of accept → sent latencies (e.g. a benchmark's synthetic
+    /// hour) to a provider's accept hour.
+    pub fn add_latencies(
+        &mut self,
+        tenant_id: &str,
+        created_at: DateTime<Utc>,
+        channel: &str,
+        provider_id: Uuid,
+        histogram: &[i64; LATENCY_BUCKETS],
+    ) {
+        let key = LatencyKey {
+            tenant_id: tenant_id.to_owned(),
+            hour: hour_of(created_at),
+            channel: channel.to_owned(),
+            provider_id,
+        };
+        let entry = self.latencies.entry(key).or_insert([0; LATENCY_BUCKETS]);
+        for (a, b) in entry.iter_mut().zip(histogram) {
+            *a += b;
+        }
+    }
 }
 
 /// Locks the rows of `ids` that are still in one of `movable` statuses and returns where
@@ -150,6 +172,22 @@ pub async fn lock_counted(
     .bind(movable)
     .fetch_all(&mut *conn)
     .await
+}
+
+/// For a single-message change outside the writer (a receipt, a replay): moves the message's
+/// count to `to` (same provider) if its status is one of `from`. Call it in the changing
+/// transaction, just before the `UPDATE` with the same status condition.
+pub async fn move_one(
+    conn: &mut PgConnection,
+    id: Uuid,
+    from: &[&str],
+    to: &str,
+) -> Result<(), sqlx::Error> {
+    let mut delta = RollupDelta::default();
+    for before in lock_counted(conn, &[id], from).await? {
+        delta.moved(&before, to, None, Utc::now());
+    }
+    apply_delta(conn, &delta).await
 }
 
 /// Applies a batch's delta: one upsert per table.
