@@ -21,7 +21,7 @@ use super::auth::Caller;
 use super::error::ApiError;
 use crate::domain::FieldError;
 use crate::guard_state::{self, BreakerView};
-use crate::store::stats::{self as store, NO_PROVIDER, ProviderLabel};
+use crate::store::stats::{self as store, Grain, NO_PROVIDER, ProviderLabel};
 
 /// Most buckets one request may ask for.
 pub const MAX_BUCKETS: i64 = 400;
@@ -58,6 +58,13 @@ impl BucketWidth {
         match self {
             BucketWidth::Hour => "hour",
             BucketWidth::Day => "day",
+        }
+    }
+
+    fn grain(self) -> Grain {
+        match self {
+            BucketWidth::Hour => Grain::Hour,
+            BucketWidth::Day => Grain::Day,
         }
     }
 }
@@ -281,11 +288,17 @@ pub async fn stats(
         store::counts(
             &state.pool,
             tenant.as_str(),
-            range.width.as_str(),
+            range.width.grain(),
             range.since,
             range.until
         ),
-        store::latencies(&state.pool, tenant.as_str(), range.since, range.until),
+        store::latencies(
+            &state.pool,
+            tenant.as_str(),
+            range.width.grain(),
+            range.since,
+            range.until
+        ),
     )
     .map_err(|e| ApiError::database("read stats", e))?;
     let mut report = StatsReport {
@@ -406,7 +419,7 @@ async fn window(
 ) -> Result<HashMap<Uuid, HealthWindow>, sqlx::Error> {
     let (totals, latencies) = tokio::try_join!(
         store::provider_totals(&state.pool, tenant, since, until),
-        store::latencies(&state.pool, tenant, since, until),
+        store::latencies(&state.pool, tenant, Grain::Hour, since, until),
     )?;
     let mut by_status: HashMap<Uuid, BTreeMap<String, i64>> = HashMap::new();
     for (_, provider, status, n) in totals {

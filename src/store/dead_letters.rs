@@ -295,6 +295,7 @@ pub async fn claim_replay(
     if status != "failed" {
         return Ok(ReplayClaim::NotFailed { status });
     }
+    super::stats::move_one(&mut tx, message_id, &["failed"], "queued").await?;
     sqlx::query(
         "UPDATE message_logs SET status = 'queued', completed_at = NULL, updated_at = now() \
          WHERE id = $1",
@@ -350,6 +351,7 @@ pub async fn undo_replay(
     reason: &str,
 ) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
+    super::stats::move_one(&mut tx, message_id, &["queued"], "failed").await?;
     let reverted = sqlx::query(
         "UPDATE message_logs SET status = 'failed', completed_at = now(), updated_at = now() \
          WHERE id = $1 AND status = 'queued'",

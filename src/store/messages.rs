@@ -398,6 +398,12 @@ pub async fn apply_receipt(
         .execute(&mut *tx)
         .await?;
         if let Some(status) = new_status {
+            let from: &[&str] = if status == "bounced" {
+                &["sending", "sent", "delivered"]
+            } else {
+                &["sending", "sent"]
+            };
+            super::stats::move_one(&mut tx, message_id, from, status).await?;
             sqlx::query(
                 "UPDATE message_logs SET status = $2, updated_at = now(), completed_at = now() \
                  WHERE id = $1 AND (status IN ('sending', 'sent') \

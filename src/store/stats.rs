@@ -1,11 +1,14 @@
-//! The stats rollup behind `GET /v1/stats`: `message_stats_hourly` (messages per accept
-//! hour, channel, provider and current status) and `message_latency_hourly` (a fixed
-//! accept → sent latency histogram per accept hour, channel and provider).
+//! The stats rollup behind `GET /v1/stats`: `message_stats_{hourly,daily}` (messages per
+//! accept hour or day, channel, provider and current status) and
+//! `message_latency_{hourly,daily}` (a fixed accept → sent latency histogram per accept hour
+//! or day, channel and provider). The daily tables keep long ranges cheap to read (a month
+//! is ~30 rows per provider and status instead of ~720).
 //!
-//! The worker's writer keeps both current inside its batch transactions: it builds a
+//! The worker's writer keeps them current inside its batch transactions: it builds a
 //! [`RollupDelta`] from the batch (each status change moves one count from the old status to
-//! the new one) and applies it with one upsert per table, sorted by key so concurrent batches
-//! lock rollup rows in the same order. The API reads only these tables.
+//! the new one) and applies it with one upsert per table, in a fixed table order and sorted
+//! by key, so concurrent batches lock rollup rows in the same order. The API reads only these
+//! tables.
 
 use std::collections::BTreeMap;
 
@@ -35,6 +38,38 @@ pub fn latency_bucket(ms: i64) -> usize {
 /// The hour (UTC) a message accepted at `at` is counted in.
 pub fn hour_of(at: DateTime<Utc>) -> DateTime<Utc> {
     at.duration_trunc(TimeDelta::hours(1)).unwrap_or(at)
+}
+
+/// The time resolution of a rollup table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grain {
+    Hour,
+    Day,
+}
+
+impl Grain {
+    /// The start (UTC) of the period `at` falls in.
+    pub fn start_of(self, at: DateTime<Utc>) -> DateTime<Utc> {
+        let step = match self {
+            Grain::Hour => TimeDelta::hours(1),
+            Grain::Day => TimeDelta::days(1),
+        };
+        at.duration_trunc(step).unwrap_or(at)
+    }
+
+    fn counts_table(self) -> &'static str {
+        match self {
+            Grain::Hour => "message_stats_hourly",
+            Grain::Day => "message_stats_daily",
+        }
+    }
+
+    fn latency_table(self) -> &'static str {
+        match self {
+            Grain::Hour => "message_latency_hourly",
+            Grain::Day => "message_latency_daily",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -190,64 +225,106 @@ pub async fn move_one(
     apply_delta(conn, &delta).await
 }
 
-/// Applies a batch's delta: one upsert per table.
+/// Applies a batch's delta: one upsert per table, hourly tables first.
 pub async fn apply_delta(conn: &mut PgConnection, delta: &RollupDelta) -> Result<(), sqlx::Error> {
-    let counts: Vec<(&CountKey, &i64)> = delta.counts.iter().filter(|(_, n)| **n != 0).collect();
-    if !counts.is_empty() {
-        let tenants: Vec<&str> = counts.iter().map(|(k, _)| k.tenant_id.as_str()).collect();
-        let hours: Vec<DateTime<Utc>> = counts.iter().map(|(k, _)| k.hour).collect();
-        let channels: Vec<&str> = counts.iter().map(|(k, _)| k.channel.as_str()).collect();
-        let providers: Vec<Uuid> = counts.iter().map(|(k, _)| k.provider_id).collect();
-        let statuses: Vec<&str> = counts.iter().map(|(k, _)| k.status.as_str()).collect();
-        let ns: Vec<i64> = counts.iter().map(|(_, n)| **n).collect();
-        sqlx::query(
-            "INSERT INTO message_stats_hourly AS s (tenant_id, hour, channel, provider_id, status, count) \
-             SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::uuid[], $5::text[], $6::bigint[]) \
-             ORDER BY 1, 2, 3, 4, 5 \
-             ON CONFLICT (tenant_id, hour, channel, provider_id, status) \
-             DO UPDATE SET count = s.count + EXCLUDED.count",
-        )
-        .bind(&tenants)
-        .bind(&hours)
-        .bind(&channels)
-        .bind(&providers)
-        .bind(&statuses)
-        .bind(&ns)
-        .execute(&mut *conn)
-        .await?;
-    }
-    if !delta.latencies.is_empty() {
-        let rows: Vec<_> = delta.latencies.iter().collect();
-        let tenants: Vec<&str> = rows.iter().map(|(k, _)| k.tenant_id.as_str()).collect();
-        let hours: Vec<DateTime<Utc>> = rows.iter().map(|(k, _)| k.hour).collect();
-        let channels: Vec<&str> = rows.iter().map(|(k, _)| k.channel.as_str()).collect();
-        let providers: Vec<Uuid> = rows.iter().map(|(k, _)| k.provider_id).collect();
-        // One flat array (rows × buckets): Postgres arrays of arrays must be rectangular.
-        let flat: Vec<i64> = rows.iter().flat_map(|(_, h)| h.iter().copied()).collect();
-        sqlx::query(
-            "INSERT INTO message_latency_hourly AS l (tenant_id, hour, channel, provider_id, buckets) \
-             SELECT t.tenant_id, t.hour, t.channel, t.provider_id, \
-                    ($5::bigint[])[(t.n::int - 1) * $6 + 1 : t.n::int * $6] \
-             FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::uuid[]) \
-                  WITH ORDINALITY AS t(tenant_id, hour, channel, provider_id, n) \
-             ORDER BY 1, 2, 3, 4 \
-             ON CONFLICT (tenant_id, hour, channel, provider_id) DO UPDATE SET buckets = \
-                ARRAY(SELECT COALESCE(a, 0) + COALESCE(b, 0) \
-                      FROM UNNEST(l.buckets, EXCLUDED.buckets) AS u(a, b))",
-        )
-        .bind(&tenants)
-        .bind(&hours)
-        .bind(&channels)
-        .bind(&providers)
-        .bind(&flat)
-        .bind(LATENCY_BUCKETS as i32)
-        .execute(&mut *conn)
-        .await?;
+    for grain in [Grain::Hour, Grain::Day] {
+        let mut counts: BTreeMap<CountKey, i64> = BTreeMap::new();
+        for (k, n) in &delta.counts {
+            let key = CountKey {
+                hour: grain.start_of(k.hour),
+                ..k.clone()
+            };
+            *counts.entry(key).or_default() += n;
+        }
+        counts.retain(|_, n| *n != 0);
+        upsert_counts(conn, grain, &counts).await?;
+        let mut latencies: BTreeMap<LatencyKey, [i64; LATENCY_BUCKETS]> = BTreeMap::new();
+        for (k, h) in &delta.latencies {
+            let key = LatencyKey {
+                hour: grain.start_of(k.hour),
+                ..k.clone()
+            };
+            let sum = latencies.entry(key).or_insert([0; LATENCY_BUCKETS]);
+            for (a, b) in sum.iter_mut().zip(h) {
+                *a += b;
+            }
+        }
+        upsert_latencies(conn, grain, &latencies).await?;
     }
     Ok(())
 }
 
-/// One row of counts, summed over a bucket of the requested width.
+async fn upsert_counts(
+    conn: &mut PgConnection,
+    grain: Grain,
+    counts: &BTreeMap<CountKey, i64>,
+) -> Result<(), sqlx::Error> {
+    if counts.is_empty() {
+        return Ok(());
+    }
+    let tenants: Vec<&str> = counts.keys().map(|k| k.tenant_id.as_str()).collect();
+    let starts: Vec<DateTime<Utc>> = counts.keys().map(|k| k.hour).collect();
+    let channels: Vec<&str> = counts.keys().map(|k| k.channel.as_str()).collect();
+    let providers: Vec<Uuid> = counts.keys().map(|k| k.provider_id).collect();
+    let statuses: Vec<&str> = counts.keys().map(|k| k.status.as_str()).collect();
+    let ns: Vec<i64> = counts.values().copied().collect();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {} AS s (tenant_id, period_start, channel, provider_id, status, count) \
+         SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::uuid[], $5::text[], $6::bigint[]) \
+         ORDER BY 1, 2, 3, 4, 5 \
+         ON CONFLICT (tenant_id, period_start, channel, provider_id, status) \
+         DO UPDATE SET count = s.count + EXCLUDED.count",
+        grain.counts_table()
+    )))
+    .bind(&tenants)
+    .bind(&starts)
+    .bind(&channels)
+    .bind(&providers)
+    .bind(&statuses)
+    .bind(&ns)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn upsert_latencies(
+    conn: &mut PgConnection,
+    grain: Grain,
+    latencies: &BTreeMap<LatencyKey, [i64; LATENCY_BUCKETS]>,
+) -> Result<(), sqlx::Error> {
+    if latencies.is_empty() {
+        return Ok(());
+    }
+    let tenants: Vec<&str> = latencies.keys().map(|k| k.tenant_id.as_str()).collect();
+    let starts: Vec<DateTime<Utc>> = latencies.keys().map(|k| k.hour).collect();
+    let channels: Vec<&str> = latencies.keys().map(|k| k.channel.as_str()).collect();
+    let providers: Vec<Uuid> = latencies.keys().map(|k| k.provider_id).collect();
+    // One flat array (rows × buckets): Postgres arrays of arrays must be rectangular.
+    let flat: Vec<i64> = latencies.values().flat_map(|h| h.iter().copied()).collect();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {} AS l (tenant_id, period_start, channel, provider_id, buckets) \
+         SELECT t.tenant_id, t.period_start, t.channel, t.provider_id, \
+                ($5::bigint[])[(t.n::int - 1) * $6 + 1 : t.n::int * $6] \
+         FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::uuid[]) \
+              WITH ORDINALITY AS t(tenant_id, period_start, channel, provider_id, n) \
+         ORDER BY 1, 2, 3, 4 \
+         ON CONFLICT (tenant_id, period_start, channel, provider_id) DO UPDATE SET buckets = \
+            ARRAY(SELECT COALESCE(a, 0) + COALESCE(b, 0) \
+                  FROM UNNEST(l.buckets, EXCLUDED.buckets) AS u(a, b))",
+        grain.latency_table()
+    )))
+    .bind(&tenants)
+    .bind(&starts)
+    .bind(&channels)
+    .bind(&providers)
+    .bind(&flat)
+    .bind(LATENCY_BUCKETS as i32)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// One row of counts of a period.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct CountRow {
     pub start: DateTime<Utc>,
@@ -257,47 +334,48 @@ pub struct CountRow {
     pub count: i64,
 }
 
-/// Counts per `width` (`hour` or `day`) bucket of accept time in `[since, until)`.
+/// Non-zero counts per `grain` period of accept time in `[since, until)` (both on period
+/// boundaries).
 #[tracing::instrument(skip_all)]
 pub async fn counts(
     pool: &PgPool,
     tenant: &str,
-    width: &str,
+    grain: Grain,
     since: DateTime<Utc>,
     until: DateTime<Utc>,
 ) -> Result<Vec<CountRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT date_trunc($2, hour, 'UTC') AS start, channel, provider_id, status, \
-                SUM(count)::bigint AS count \
-         FROM message_stats_hourly \
-         WHERE tenant_id = $1 AND hour >= $3 AND hour < $4 \
-         GROUP BY 1, 2, 3, 4 HAVING SUM(count) <> 0 \
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT period_start AS start, channel, provider_id, status, count FROM {} \
+         WHERE tenant_id = $1 AND period_start >= $2 AND period_start < $3 AND count <> 0 \
          ORDER BY 1, 2, 3, 4",
-    )
+        grain.counts_table()
+    )))
     .bind(tenant)
-    .bind(width)
     .bind(since)
     .bind(until)
     .fetch_all(pool)
     .await
 }
 
-/// Latency histograms per (channel, provider), summed over `[since, until)`.
+/// Latency histograms per (channel, provider), summed over the `grain` periods in
+/// `[since, until)`.
 #[tracing::instrument(skip_all)]
 pub async fn latencies(
     pool: &PgPool,
     tenant: &str,
+    grain: Grain,
     since: DateTime<Utc>,
     until: DateTime<Utc>,
 ) -> Result<Vec<(String, Uuid, Vec<i64>)>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT channel, provider_id, array_agg(total ORDER BY i) FROM ( \
             SELECT channel, provider_id, i, SUM(v)::bigint AS total \
-            FROM message_latency_hourly, UNNEST(buckets) WITH ORDINALITY AS x(v, i) \
-            WHERE tenant_id = $1 AND hour >= $2 AND hour < $3 \
+            FROM {}, UNNEST(buckets) WITH ORDINALITY AS x(v, i) \
+            WHERE tenant_id = $1 AND period_start >= $2 AND period_start < $3 \
             GROUP BY 1, 2, 3) s \
          GROUP BY 1, 2",
-    )
+        grain.latency_table()
+    )))
     .bind(tenant)
     .bind(since)
     .bind(until)
@@ -315,7 +393,7 @@ pub async fn provider_totals(
 ) -> Result<Vec<(String, Uuid, String, i64)>, sqlx::Error> {
     sqlx::query_as(
         "SELECT channel, provider_id, status, SUM(count)::bigint FROM message_stats_hourly \
-         WHERE tenant_id = $1 AND hour >= $2 AND hour < $3 AND provider_id <> $4 \
+         WHERE tenant_id = $1 AND period_start >= $2 AND period_start < $3 AND provider_id <> $4 \
          GROUP BY 1, 2, 3 HAVING SUM(count) <> 0",
     )
     .bind(tenant)

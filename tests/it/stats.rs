@@ -257,3 +257,96 @@ async fn provider_health_shows_the_breaker_the_worker_opened_and_recent_deliveri
     );
     app.cleanup().await;
 }
+
+async fn by_status(app: &TestApp, tenant: &str) -> Value {
+    let (code, body) = stats(app, tenant, "?bucket=hour").await;
+    assert_eq!(code, 200, "{body}");
+    body["totals"]["by_status"].clone()
+}
+
+#[tokio::test]
+async fn receipts_and_replays_move_the_counts_too() {
+    let app = TestApp::spawn().await;
+    let sms = app
+        .system_provider("acme", "sms", "quick", "deliver", 1)
+        .await;
+    let email = app
+        .system_provider("acme", "email", "broken", "fail_permanent", 1)
+        .await;
+    let id = app.send_sms("acme", "hello").await;
+    app.wait_for_status("acme", &id, &["sent"]).await;
+    assert_eq!(by_status(&app, "acme").await, json!({"sent": 1}));
+
+    // Receipts arrive at the intake, outside the worker's writer.
+    let message = uuid::Uuid::parse_str(&id).expect("uuid");
+    let provider = uuid::Uuid::parse_str(&sms).expect("uuid");
+    for (kind, receipt) in [("delivered", "r1"), ("bounced", "r2")] {
+        communication::store::messages::apply_receipt(
+            &app.pool,
+            message,
+            "acme",
+            provider,
+            kind,
+            Some(kind),
+            receipt,
+            json!({"receipt_id": receipt}),
+        )
+        .await
+        .expect("receipt");
+        assert_eq!(by_status(&app, "acme").await, json!({ kind: 1 }));
+    }
+
+    // A failed message replayed by an operator, then sent.
+    let failed = app
+        .send_ok(
+            "acme",
+            json!({"channel": "email", "to": "a@example.com",
+                   "content": {"subject": "s", "text": "t"}}),
+        )
+        .await;
+    app.wait_for_status("acme", &failed, &["failed"]).await;
+    assert_eq!(
+        by_status(&app, "acme").await,
+        json!({"bounced": 1, "failed": 1})
+    );
+    let r = app
+        .as_tenant(Method::PATCH, &format!("/v1/providers/{email}"), "acme")
+        .json(&json!({"config": {"behavior": "deliver"}}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 200);
+    let mut dead_letter = None;
+    for _ in 0..100 {
+        let page: Value = app
+            .as_tenant(Method::GET, "/v1/dead-letters", "acme")
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("json");
+        dead_letter = page["items"][0]["id"].as_i64();
+        if dead_letter.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let dead_letter = dead_letter.expect("a dead letter");
+    let r = app
+        .as_tenant(
+            Method::POST,
+            &format!("/v1/dead-letters/{dead_letter}/replay"),
+            "acme",
+        )
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 202);
+    app.wait_for_status("acme", &failed, &["sent"]).await;
+    assert_eq!(
+        by_status(&app, "acme").await,
+        json!({"bounced": 1, "sent": 1})
+    );
+    app.cleanup().await;
+}
