@@ -12,6 +12,7 @@ pub mod idempotency;
 pub mod json;
 pub mod messages;
 pub mod openapi;
+pub mod provider_health;
 pub mod providers;
 pub mod send;
 pub mod stats;
@@ -111,7 +112,7 @@ pub fn documented_routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(api_keys::create, api_keys::list))
         .routes(routes!(api_keys::revoke))
         .routes(routes!(stats::stats))
-        .routes(routes!(stats::provider_health))
+        .routes(routes!(provider_health::provider_health))
         .routes(routes!(dead_letters::list))
         .routes(routes!(dead_letters::replay_many))
         .routes(routes!(dead_letters::replay))

@@ -339,8 +339,9 @@ fn rollup_delta(
         }
     }
     let now = Utc::now();
+    let before: std::collections::HashMap<_, _> = before.iter().map(|b| (b.id, b)).collect();
     for u in updates {
-        if let Some(b) = before.iter().find(|b| b.id == u.id) {
+        if let Some(b) = before.get(&u.id) {
             delta.moved(b, &u.status, u.provider_id, now);
         }
     }

@@ -1,81 +1,19 @@
-//! The stats rollup behind `GET /v1/stats`: `message_stats_{hourly,daily}` (messages per
-//! accept hour or day, channel, provider and current status) and
-//! `message_latency_{hourly,daily}` (a fixed accept → sent latency histogram per accept hour
-//! or day, channel and provider). The daily tables keep long ranges cheap to read (a month
-//! is ~30 rows per provider and status instead of ~720).
-//!
-//! The worker's writer keeps them current inside its batch transactions: it builds a
-//! [`RollupDelta`] from the batch (each status change moves one count from the old status to
-//! the new one) and applies it with one upsert per table, in a fixed table order and sorted
-//! by key, so concurrent batches lock rollup rows in the same order. The API reads only these
-//! tables.
+//! The write side of the rollup: what a batch (or a single change) moves, and the upserts
+//! that apply it.
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use sqlx::{PgConnection, PgPool};
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
-/// Upper bounds (inclusive, ms) of the latency histogram's buckets; one more bucket counts
-/// everything above the last. Roughly ×1.5–2 apart from 10 ms to 30 minutes. Stored arrays
-/// depend on these: extend only by appending (older arrays are then shorter, read as zeros).
-pub const LATENCY_BOUNDS_MS: [i64; 23] = [
-    10, 25, 50, 75, 100, 150, 200, 300, 500, 750, 1_000, 1_500, 2_000, 3_000, 5_000, 7_500, 10_000,
-    15_000, 30_000, 60_000, 120_000, 300_000, 1_800_000,
-];
-
-/// Number of stored histogram elements.
-pub const LATENCY_BUCKETS: usize = LATENCY_BOUNDS_MS.len() + 1;
-
-/// Stands for "no provider yet" in the rollup's key (primary-key columns cannot be NULL).
-pub const NO_PROVIDER: Uuid = Uuid::nil();
-
-/// The histogram element a latency falls in.
-pub fn latency_bucket(ms: i64) -> usize {
-    LATENCY_BOUNDS_MS.partition_point(|&bound| bound < ms)
-}
-
-/// The hour (UTC) a message accepted at `at` is counted in.
-pub fn hour_of(at: DateTime<Utc>) -> DateTime<Utc> {
-    at.duration_trunc(TimeDelta::hours(1)).unwrap_or(at)
-}
-
-/// The time resolution of a rollup table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Grain {
-    Hour,
-    Day,
-}
-
-impl Grain {
-    /// The start (UTC) of the period `at` falls in.
-    pub fn start_of(self, at: DateTime<Utc>) -> DateTime<Utc> {
-        let step = match self {
-            Grain::Hour => TimeDelta::hours(1),
-            Grain::Day => TimeDelta::days(1),
-        };
-        at.duration_trunc(step).unwrap_or(at)
-    }
-
-    fn counts_table(self) -> &'static str {
-        match self {
-            Grain::Hour => "message_stats_hourly",
-            Grain::Day => "message_stats_daily",
-        }
-    }
-
-    fn latency_table(self) -> &'static str {
-        match self {
-            Grain::Hour => "message_latency_hourly",
-            Grain::Day => "message_latency_daily",
-        }
-    }
-}
+use super::{Grain, LATENCY_BUCKETS, NO_PROVIDER, hour_of, latency_bucket};
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct CountKey {
     tenant_id: String,
-    hour: DateTime<Utc>,
+    /// Start of the period (the accept hour in a delta; hour or day in a table).
+    start: DateTime<Utc>,
     channel: String,
     provider_id: Uuid,
     status: String,
@@ -84,7 +22,8 @@ struct CountKey {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct LatencyKey {
     tenant_id: String,
-    hour: DateTime<Utc>,
+    /// Start of the period (the accept hour in a delta; hour or day in a table).
+    start: DateTime<Utc>,
     channel: String,
     provider_id: Uuid,
 }
@@ -125,7 +64,7 @@ impl RollupDelta {
     ) {
         let key = CountKey {
             tenant_id: tenant_id.to_owned(),
-            hour: hour_of(created_at),
+            start: hour_of(created_at),
             channel: channel.to_owned(),
             provider_id: provider_id.unwrap_or(NO_PROVIDER),
             status: status.to_owned(),
@@ -157,7 +96,7 @@ impl RollupDelta {
             let ms = (now - m.created_at).num_milliseconds().max(0);
             let key = LatencyKey {
                 tenant_id: m.tenant_id.clone(),
-                hour: hour_of(m.created_at),
+                start: hour_of(m.created_at),
                 channel: m.channel.clone(),
                 provider_id: provider.unwrap_or(NO_PROVIDER),
             };
@@ -177,7 +116,7 @@ impl RollupDelta {
     ) {
         let key = LatencyKey {
             tenant_id: tenant_id.to_owned(),
-            hour: hour_of(created_at),
+            start: hour_of(created_at),
             channel: channel.to_owned(),
             provider_id,
         };
@@ -191,6 +130,8 @@ impl RollupDelta {
 /// Locks the rows of `ids` that are still in one of `movable` statuses and returns where
 /// the rollup counts them. Call it in the writing transaction *before* changing them, with
 /// the same status condition as the change, so the rollup moves exactly the rows changed.
+/// The lock is the one the `UPDATE` takes anyway (`FOR NO KEY UPDATE`, which does not block
+/// inserting events that reference the rows), only taken a moment earlier.
 pub async fn lock_counted(
     conn: &mut PgConnection,
     ids: &[Uuid],
@@ -201,7 +142,7 @@ pub async fn lock_counted(
     }
     sqlx::query_as(
         "SELECT id, tenant_id, channel, created_at, status, provider_id FROM message_logs \
-         WHERE id = ANY($1) AND status = ANY($2) ORDER BY id FOR UPDATE",
+         WHERE id = ANY($1) AND status = ANY($2) ORDER BY id FOR NO KEY UPDATE",
     )
     .bind(ids)
     .bind(movable)
@@ -231,7 +172,7 @@ pub async fn apply_delta(conn: &mut PgConnection, delta: &RollupDelta) -> Result
         let mut counts: BTreeMap<CountKey, i64> = BTreeMap::new();
         for (k, n) in &delta.counts {
             let key = CountKey {
-                hour: grain.start_of(k.hour),
+                start: grain.start_of(k.start),
                 ..k.clone()
             };
             *counts.entry(key).or_default() += n;
@@ -241,7 +182,7 @@ pub async fn apply_delta(conn: &mut PgConnection, delta: &RollupDelta) -> Result
         let mut latencies: BTreeMap<LatencyKey, [i64; LATENCY_BUCKETS]> = BTreeMap::new();
         for (k, h) in &delta.latencies {
             let key = LatencyKey {
-                hour: grain.start_of(k.hour),
+                start: grain.start_of(k.start),
                 ..k.clone()
             };
             let sum = latencies.entry(key).or_insert([0; LATENCY_BUCKETS]);
@@ -263,7 +204,7 @@ async fn upsert_counts(
         return Ok(());
     }
     let tenants: Vec<&str> = counts.keys().map(|k| k.tenant_id.as_str()).collect();
-    let starts: Vec<DateTime<Utc>> = counts.keys().map(|k| k.hour).collect();
+    let starts: Vec<DateTime<Utc>> = counts.keys().map(|k| k.start).collect();
     let channels: Vec<&str> = counts.keys().map(|k| k.channel.as_str()).collect();
     let providers: Vec<Uuid> = counts.keys().map(|k| k.provider_id).collect();
     let statuses: Vec<&str> = counts.keys().map(|k| k.status.as_str()).collect();
@@ -296,7 +237,7 @@ async fn upsert_latencies(
         return Ok(());
     }
     let tenants: Vec<&str> = latencies.keys().map(|k| k.tenant_id.as_str()).collect();
-    let starts: Vec<DateTime<Utc>> = latencies.keys().map(|k| k.hour).collect();
+    let starts: Vec<DateTime<Utc>> = latencies.keys().map(|k| k.start).collect();
     let channels: Vec<&str> = latencies.keys().map(|k| k.channel.as_str()).collect();
     let providers: Vec<Uuid> = latencies.keys().map(|k| k.provider_id).collect();
     // One flat array (rows × buckets): Postgres arrays of arrays must be rectangular.
@@ -324,175 +265,11 @@ async fn upsert_latencies(
     Ok(())
 }
 
-/// One row of counts of a period.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct CountRow {
-    pub start: DateTime<Utc>,
-    pub channel: String,
-    pub provider_id: Uuid,
-    pub status: String,
-    pub count: i64,
-}
-
-/// Non-zero counts per `grain` period of accept time in `[since, until)` (both on period
-/// boundaries).
-#[tracing::instrument(skip_all)]
-pub async fn counts(
-    pool: &PgPool,
-    tenant: &str,
-    grain: Grain,
-    since: DateTime<Utc>,
-    until: DateTime<Utc>,
-) -> Result<Vec<CountRow>, sqlx::Error> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT period_start AS start, channel, provider_id, status, count FROM {} \
-         WHERE tenant_id = $1 AND period_start >= $2 AND period_start < $3 AND count <> 0 \
-         ORDER BY 1, 2, 3, 4",
-        grain.counts_table()
-    )))
-    .bind(tenant)
-    .bind(since)
-    .bind(until)
-    .fetch_all(pool)
-    .await
-}
-
-/// Latency histograms per (channel, provider), summed over the `grain` periods in
-/// `[since, until)`.
-#[tracing::instrument(skip_all)]
-pub async fn latencies(
-    pool: &PgPool,
-    tenant: &str,
-    grain: Grain,
-    since: DateTime<Utc>,
-    until: DateTime<Utc>,
-) -> Result<Vec<(String, Uuid, Vec<i64>)>, sqlx::Error> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT channel, provider_id, array_agg(total ORDER BY i) FROM ( \
-            SELECT channel, provider_id, i, SUM(v)::bigint AS total \
-            FROM {}, UNNEST(buckets) WITH ORDINALITY AS x(v, i) \
-            WHERE tenant_id = $1 AND period_start >= $2 AND period_start < $3 \
-            GROUP BY 1, 2, 3) s \
-         GROUP BY 1, 2",
-        grain.latency_table()
-    )))
-    .bind(tenant)
-    .bind(since)
-    .bind(until)
-    .fetch_all(pool)
-    .await
-}
-
-/// Counts per (channel, provider, status) over accept hours in `[since, until)`.
-#[tracing::instrument(skip_all)]
-pub async fn provider_totals(
-    pool: &PgPool,
-    tenant: &str,
-    since: DateTime<Utc>,
-    until: DateTime<Utc>,
-) -> Result<Vec<(String, Uuid, String, i64)>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT channel, provider_id, status, SUM(count)::bigint FROM message_stats_hourly \
-         WHERE tenant_id = $1 AND period_start >= $2 AND period_start < $3 AND provider_id <> $4 \
-         GROUP BY 1, 2, 3 HAVING SUM(count) <> 0",
-    )
-    .bind(tenant)
-    .bind(since)
-    .bind(until)
-    .bind(NO_PROVIDER)
-    .fetch_all(pool)
-    .await
-}
-
-/// What the stats say about a provider besides its id.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct ProviderLabel {
-    pub id: Uuid,
-    pub name: String,
-    pub kind: String,
-    pub channel: String,
-    /// The operator's provider (no tenant), used when the tenant has none of its own.
-    pub platform: bool,
-}
-
-/// The tenant's own providers (all of them) and those of `ids` that are the platform's.
-/// Never another tenant's.
-#[tracing::instrument(skip_all)]
-pub async fn provider_labels(
-    pool: &PgPool,
-    tenant: &str,
-    ids: &[Uuid],
-) -> Result<Vec<ProviderLabel>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, name, kind, channel, tenant_id IS NULL AS platform FROM provider_configs \
-         WHERE tenant_id = $1 OR (tenant_id IS NULL AND id = ANY($2)) \
-         ORDER BY tenant_id IS NULL, channel, priority, created_at",
-    )
-    .bind(tenant)
-    .bind(ids)
-    .fetch_all(pool)
-    .await
-}
-
-/// The value below which a share `q` (0–1) of a histogram's samples fall, interpolated
-/// linearly inside the bucket it lands in; `None` without samples.
-pub fn percentile(histogram: &[i64], q: f64) -> Option<i64> {
-    let total: i64 = histogram.iter().sum();
-    if total <= 0 {
-        return None;
-    }
-    let rank = (q * total as f64).ceil().max(1.0);
-    let mut seen = 0i64;
-    for (i, &n) in histogram.iter().enumerate() {
-        if n <= 0 {
-            continue;
-        }
-        if (seen + n) as f64 >= rank {
-            let low = if i == 0 { 0 } else { LATENCY_BOUNDS_MS[i - 1] };
-            let Some(&high) = LATENCY_BOUNDS_MS.get(i) else {
-                return Some(low);
-            };
-            let within = (rank - seen as f64) / n as f64;
-            return Some(low + ((high - low) as f64 * within).round() as i64);
-        }
-        seen += n;
-    }
-    LATENCY_BOUNDS_MS.last().copied()
-}
-
 #[cfg(test)]
 mod tests {
+    use chrono::TimeDelta;
+
     use super::*;
-
-    #[test]
-    fn latencies_fall_in_the_bucket_whose_bound_is_the_first_not_below_them() {
-        assert_eq!(latency_bucket(0), 0);
-        assert_eq!(latency_bucket(10), 0);
-        assert_eq!(latency_bucket(11), 1);
-        assert_eq!(latency_bucket(1_000), 10);
-        assert_eq!(latency_bucket(1_001), 11);
-        assert_eq!(latency_bucket(10_000_000), LATENCY_BUCKETS - 1);
-    }
-
-    #[test]
-    fn percentiles_interpolate_inside_the_bucket_they_land_in() {
-        let mut h = [0i64; LATENCY_BUCKETS];
-        assert_eq!(percentile(&h, 0.5), None);
-        // 100 samples in (200, 300]: p50 is half-way, p95 near the top.
-        h[latency_bucket(250)] = 100;
-        assert_eq!(percentile(&h, 0.5), Some(250));
-        assert_eq!(percentile(&h, 0.95), Some(295));
-        // 90 fast and 10 slow samples: p50 fast, p95 slow.
-        let mut h = [0i64; LATENCY_BUCKETS];
-        h[latency_bucket(40)] = 90;
-        h[latency_bucket(4_000)] = 10;
-        assert!(percentile(&h, 0.5).is_some_and(|p| (25..=50).contains(&p)));
-        assert!(percentile(&h, 0.95).is_some_and(|p| (3_000..=5_000).contains(&p)));
-        // Overflow bucket: its lower bound.
-        let mut h = [0i64; LATENCY_BUCKETS];
-        h[LATENCY_BUCKETS - 1] = 1;
-        assert_eq!(percentile(&h, 0.5), Some(1_800_000));
-    }
 
     #[test]
     fn a_move_takes_one_count_from_the_old_status_and_gives_it_to_the_new() {
@@ -518,7 +295,7 @@ mod tests {
         let counts: Vec<_> = d
             .counts
             .iter()
-            .map(|(k, n)| (k.status.as_str(), k.provider_id, k.hour, *n))
+            .map(|(k, n)| (k.status.as_str(), k.provider_id, k.start, *n))
             .collect();
         let hour = hour_of(created);
         assert_eq!(
