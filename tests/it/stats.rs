@@ -350,3 +350,42 @@ async fn receipts_and_replays_move_the_counts_too() {
     );
     app.cleanup().await;
 }
+
+/// `communication bench --scenario stats` runs end to end on a tiny fill and prints every
+/// figure (a check of the command, not a measurement).
+#[test]
+fn the_stats_bench_fills_the_rollup_exactly_and_times_every_query() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_communication"))
+        .args([
+            "bench",
+            "--scenario",
+            "stats",
+            "--stats-messages",
+            "12345",
+            "--stats-days",
+            "2",
+            "--stats-calls",
+            "3",
+        ])
+        .env("DATABASE_URL", common::PG_ADMIN)
+        .env("REDIS_URL", "redis://127.0.0.1:6379")
+        .env("AMQP_URL", common::AMQP)
+        .output()
+        .expect("the binary runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "bench failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    for label in [
+        "tenant bench-stats: 12345 messages over 2 days in the rollup",
+        "GET /v1/stats 2 days by day",
+        "GET /v1/stats 7 days by hour",
+        "GET /v1/stats/providers",
+        "(3 calls)",
+        "target /v1/stats 2 days < 50 ms",
+    ] {
+        assert!(stdout.contains(label), "missing {label:?} in:\n{stdout}");
+    }
+}
