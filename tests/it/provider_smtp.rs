@@ -13,10 +13,7 @@ use std::{
 use communication::{
     config::ProviderBases,
     domain::{Channel, Content, EmailAddress, Recipient},
-    providers::{
-        ErrorClass, OutboundMessage, Provider, ProviderContext, ProviderError, factory::BuildError,
-        smtp,
-    },
+    providers::{ErrorClass, OutboundMessage, Provider, ProviderContext, ProviderError, smtp},
 };
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
@@ -70,7 +67,7 @@ fn build_error(value: Value, allow_private_hosts: bool) -> String {
         &context(allow_private_hosts, Duration::from_secs(5)),
     ) {
         Ok(_) => panic!("the configuration should be refused"),
-        Err(BuildError(message)) => message,
+        Err(e) => e.to_string(),
     }
 }
 
