@@ -16,6 +16,7 @@ mod dead_letters;
 mod delivery_policy;
 mod observability;
 mod pipeline;
+mod provider_kinds;
 mod provider_mailgun;
 mod provider_postmark;
 mod provider_resend;
