@@ -6,6 +6,7 @@ mod common;
 mod crash_support;
 mod email_support;
 mod log_capture;
+mod matchers;
 mod smtp_support;
 
 mod adapters_e2e;

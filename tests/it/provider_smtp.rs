@@ -15,9 +15,10 @@ use communication::{
     domain::{Channel, Content, EmailAddress, Recipient},
     providers::{ErrorClass, OutboundMessage, Provider, ProviderContext, ProviderError, smtp},
 };
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::email_support::config;
 use crate::smtp_support;
 
 use smtp_support::{PASSWORD, SmtpServer, USER, header};
@@ -25,16 +26,12 @@ use smtp_support::{PASSWORD, SmtpServer, USER, header};
 /// With aws-lc-rs and ring both compiled, rustls has no default provider; the service installs
 /// aws-lc-rs at start-up, and so do the tests.
 fn install_crypto() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    communication::telemetry::init_crypto_provider();
 }
 
 fn context(allow_private_hosts: bool, timeout: Duration) -> ProviderContext {
     ProviderContext::new(ProviderBases::default(), allow_private_hosts, timeout, None)
         .expect("provider context")
-}
-
-fn config(value: Value) -> Map<String, Value> {
-    value.as_object().cloned().expect("config object")
 }
 
 /// The adapter for a local plaintext server, with the operator allowing private hosts.
