@@ -29,10 +29,10 @@ pub struct ProviderKindField {
     pub required: bool,
     /// The choices of a `select` field (absent on the others).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub options: Option<Vec<String>>,
     pub help: String,
     /// A value that passes validation, in the field's type (string, number or boolean).
-    #[schema(value_type = Object)]
     pub example: Value,
 }
 
@@ -95,6 +95,7 @@ pub fn kinds() -> ProviderKindList {
 #[utoipa::path(
     get,
     path = "/v1/provider-kinds",
+    operation_id = "list_provider_kinds",
     tag = "providers",
     summary = "The provider kinds and their configuration fields",
     responses(

@@ -30,11 +30,6 @@ impl ProviderKind {
     pub fn as_str(self) -> &'static str {
         self.0
     }
-
-    /// The registered kind of this name.
-    pub fn parse(name: &str) -> Option<ProviderKind> {
-        super::registry::find(name).map(|spec| spec.kind)
-    }
 }
 
 impl std::fmt::Debug for ProviderKind {
@@ -239,17 +234,6 @@ impl Problems {
     pub fn add(&mut self, name: &str, message: impl Into<String>) {
         self.0
             .push(FieldError::new(format!("config.{name}"), message));
-    }
-
-    /// Keeps `result`'s problems; its value when it had none.
-    pub fn take<T>(&mut self, result: Result<T, BuildError>) -> Option<T> {
-        match result {
-            Ok(v) => Some(v),
-            Err(e) => {
-                self.0.extend(e.problems);
-                None
-            }
-        }
     }
 
     pub fn into_result(self) -> Result<(), BuildError> {

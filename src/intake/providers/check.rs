@@ -130,6 +130,7 @@ async fn publish_test_message(
 #[utoipa::path(
     post,
     path = "/v1/providers/{id}/test",
+    operation_id = "test_provider",
     tag = "providers",
     summary = "Check credentials without sending",
     params(("id" = Uuid, Path, description = "The resource id")),

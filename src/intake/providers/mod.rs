@@ -132,6 +132,7 @@ fn conflict_or(e: sqlx::Error, context: &str) -> ApiError {
 #[utoipa::path(
     post,
     path = "/v1/providers",
+    operation_id = "create_provider",
     tag = "providers",
     summary = "Add a provider",
     request_body = ProviderCreate,
@@ -217,6 +218,7 @@ pub async fn create(
 #[utoipa::path(
     get,
     path = "/v1/providers",
+    operation_id = "list_providers",
     tag = "providers",
     summary = "List the tenant's providers",
     responses(
@@ -256,6 +258,7 @@ async fn load(state: &AppState, caller: &Caller, id: &str) -> Result<ProviderRow
 #[utoipa::path(
     get,
     path = "/v1/providers/{id}",
+    operation_id = "get_provider",
     tag = "providers",
     summary = "One provider",
     params(("id" = Uuid, Path, description = "The resource id")),
@@ -281,6 +284,7 @@ pub async fn get(
 #[utoipa::path(
     patch,
     path = "/v1/providers/{id}",
+    operation_id = "update_provider",
     tag = "providers",
     summary = "Change a provider",
     params(("id" = Uuid, Path, description = "The resource id")),
@@ -356,6 +360,7 @@ pub async fn patch(
 #[utoipa::path(
     delete,
     path = "/v1/providers/{id}",
+    operation_id = "delete_provider",
     tag = "providers",
     summary = "Remove a provider",
     params(("id" = Uuid, Path, description = "The resource id")),

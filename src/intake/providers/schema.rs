@@ -99,6 +99,7 @@ pub struct ProviderCheck {
     pub tested_at: chrono::DateTime<chrono::Utc>,
     /// Present when the request had `send_to`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub test_message: Option<ProviderTestMessage>,
 }
 
@@ -110,6 +111,7 @@ pub struct ProviderTestMessage {
     /// `queued` or `skipped`.
     pub status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub detail: Option<String>,
 }
 
