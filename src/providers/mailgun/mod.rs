@@ -5,7 +5,6 @@
 //!
 //! Mailgun has no idempotency key: a retry after a timeout can send twice. Our message id
 //! travels as the user variable `v:message_id`, which Mailgun echoes in its webhooks.
-
 //!
 //! Sending and the check live in `send.rs`, the signed event webhooks in `webhook.rs`.
 

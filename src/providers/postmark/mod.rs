@@ -5,7 +5,6 @@
 //!
 //! Postmark has no idempotency key: a retry after a timeout can send twice. Our message id
 //! travels in `Metadata.message_id`, which Postmark echoes in its webhooks.
-
 //!
 //! Sending and the check live in `send.rs`; webhooks (Basic credentials) in `webhook.rs`.
 

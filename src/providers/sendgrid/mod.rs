@@ -5,7 +5,6 @@
 //!
 //! SendGrid has no idempotency key: a retry after a timeout can send twice. Our message id
 //! travels in `custom_args.message_id`, so SendGrid's event webhook can name it.
-
 //!
 //! Sending and the check live in `send.rs`, the signed Event Webhook in `webhook.rs`.
 
