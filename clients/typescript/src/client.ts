@@ -225,7 +225,9 @@ export class CommunicationClient {
   /**
    * Polls a message until its status is one of `statuses`. Throws a CommunicationTimeoutError
    * after `timeoutMs` (default 30 s), and an UnexpectedStatusError as soon as the message is in
-   * a final status that is not wanted (a `failed` message will never become `sent`).
+   * a final status that is not wanted (a `failed` message will never become `sent`). A 404 is
+   * waited out too: a message published straight to the queue exists only once a worker
+   * recorded it.
    */
   async waitForStatus(
     id: string,
@@ -241,13 +243,19 @@ export class CommunicationClient {
       const remaining = deadline - Date.now();
       if (remaining <= 0) {
         throw new CommunicationTimeoutError(
-          `message ${id} was not ${[...wanted].join(' or ')} within ${timeoutMs} ms (last status: ${last?.status ?? 'unknown'})`,
+          `message ${id} was not ${[...wanted].join(' or ')} within ${timeoutMs} ms (last status: ${last?.status ?? 'not recorded yet'})`,
         );
       }
       const signal = options.signal;
-      last = await this.getMessage(id, { signal, timeoutMs: remaining });
-      if (wanted.has(last.status)) return last;
-      if (FINAL_STATUSES.has(last.status as MessageStatus)) throw new UnexpectedStatusError(last);
+      try {
+        last = await this.getMessage(id, { signal, timeoutMs: remaining });
+      } catch (e) {
+        // A message published straight to the queue is unknown until a worker records it.
+        if (!(e instanceof CommunicationError && e.status === 404)) throw e;
+        last = undefined;
+      }
+      if (last && wanted.has(last.status)) return last;
+      if (last && FINAL_STATUSES.has(last.status as MessageStatus)) throw new UnexpectedStatusError(last);
       await sleep(Math.min(interval, Math.max(0, deadline - Date.now())), signal);
     }
   }

@@ -130,13 +130,16 @@ export async function queueDepth(queue: string): Promise<number> {
 
 /** Closes, from the broker's side, every connection whose client-provided name is `name`. */
 export async function closeConnectionByName(name: string): Promise<number> {
-  const out = await rabbitmqctl(['list_connections', 'pid', 'client_properties', '--formatter', 'json', '--quiet']);
-  const rows = JSON.parse(out.slice(out.indexOf('['))) as Array<{ pid: string; client_properties: unknown }>;
-  const ours = rows.filter((r) => JSON.stringify(r.client_properties).includes(JSON.stringify(name)));
-  for (const row of ours) {
-    await rabbitmqctl(['close_connection', row.pid, 'closed by the client test']);
+  const out = await rabbitmqctl(['list_connections', 'pid', 'client_properties', '--quiet', '--no-table-headers']);
+  const marker = `{"connection_name","${name}"}`;
+  const pids = out
+    .split('\n')
+    .filter((line) => line.includes(marker))
+    .map((line) => line.split('\t')[0]!.trim());
+  for (const pid of pids) {
+    await rabbitmqctl(['close_connection', pid, 'closed by the client test']);
   }
-  return ours.length;
+  return pids.length;
 }
 
 export interface Service {
