@@ -39,8 +39,11 @@ export interface CommunicationClientOptions {
   /** Sent as `X-Tenant-Id`; needed with the service token, not with a tenant API key. */
   tenantId?: string;
   /**
-   * Global `fetch` when absent. Pass a Workers service binding's `env.COMMUNICATION.fetch`
-   * (or the binding itself), or any fetch-compatible function (tests, proxies).
+   * Global `fetch` when absent. For a Workers service binding pass the binding itself
+   * (`fetch: env.COMMUNICATION`) or its bound method
+   * (`env.COMMUNICATION.fetch.bind(env.COMMUNICATION)`): workerd refuses a Fetcher's method
+   * called without its object ("Illegal invocation"). Any fetch-compatible function works
+   * (tests, proxies).
    */
   fetch?: FetchLike | Fetcher;
   /** Overall deadline of one call, retries included (default 30 000 ms). */
@@ -398,6 +401,14 @@ export class CommunicationClient {
         if (signal?.aborted) throw signal.reason;
         if (timedOut) throw this.#timedOut(spec, timeoutMs, lastError ?? e);
         if (e instanceof SyntaxError) throw e;
+        if (e instanceof TypeError && /illegal invocation/i.test(e.message)) {
+          // workerd: a Fetcher's method called without its object. Retrying cannot help.
+          throw new TypeError(
+            'the injected fetch lost its binding: pass the service binding itself ' +
+              '(fetch: env.COMMUNICATION) or a bound method (env.COMMUNICATION.fetch.bind(env.COMMUNICATION))',
+            { cause: e },
+          );
+        }
         lastError = new CommunicationNetworkError(`${spec.method} ${spec.path} failed: ${describe(e)}`, { cause: e });
         if (spec.mode !== 'idempotent') throw lastError;
       } finally {
