@@ -30,7 +30,7 @@ pub struct ProviderCreate {
     pub enabled: Option<bool>,
     /// The kind's fields (see `GET /v1/provider-kinds`); secret fields are encrypted at rest
     /// and masked in responses.
-    #[schema(value_type = Object)]
+    #[schema(value_type = std::collections::HashMap<String, serde_json::Value>)]
     pub config: Map<String, Value>,
 }
 
@@ -42,7 +42,7 @@ pub struct ProviderPatch {
     pub name: Option<String>,
     pub priority: Option<i64>,
     pub enabled: Option<bool>,
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<std::collections::HashMap<String, serde_json::Value>>)]
     pub config: Option<Map<String, Value>>,
 }
 
@@ -73,7 +73,7 @@ pub struct ProviderView {
     pub kind: String,
     pub priority: i32,
     pub enabled: bool,
-    #[schema(value_type = Object)]
+    #[schema(value_type = std::collections::HashMap<String, serde_json::Value>)]
     pub config: Map<String, Value>,
     /// `tenant` or `platform`.
     pub scope: String,
