@@ -143,10 +143,20 @@ fn field_error(e: serde_path_to_error::Error<serde_json::Error>) -> FieldError {
     }
     // "invalid type: integer `42`, expected a string": say what is expected, not the value.
     let message = match message.split_once(", expected ") {
-        Some((_, expected)) => format!("must be {expected}"),
+        Some((_, expected)) => format!("must be {}", plain_type(expected)),
         None => message,
     };
     FieldError::new(if path == "." { String::new() } else { path }, message)
+}
+
+/// serde's name of an expected type, as the API's messages say it.
+fn plain_type(expected: &str) -> &str {
+    match expected {
+        "a map" => "a JSON object",
+        "i64" | "i32" | "u64" | "u32" | "u16" => "an integer",
+        "a boolean" => "true or false",
+        other => other,
+    }
 }
 
 #[cfg(test)]
@@ -169,6 +179,10 @@ mod tests {
             error_of::<ProviderCreate>(json!({"channel": "sms", "kind": "system", "config": {}}));
         assert_eq!(e, vec![FieldError::new("name", "is required")]);
         let e = error_of::<ProviderPatch>(json!({"enabled": "yes"}));
-        assert_eq!(e[0].field, "enabled");
+        assert_eq!(e, vec![FieldError::new("enabled", "must be true or false")]);
+        let e = error_of::<ProviderPatch>(json!({"priority": "high", "config": {}}));
+        assert_eq!(e, vec![FieldError::new("priority", "must be an integer")]);
+        let e = error_of::<ProviderPatch>(json!({"config": "x"}));
+        assert_eq!(e, vec![FieldError::new("config", "must be a JSON object")]);
     }
 }
