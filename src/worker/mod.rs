@@ -7,9 +7,12 @@
 //! worker stops taking deliveries, finishes and acks the ones in progress, then flushes its
 //! writer.
 
+mod dead_letter;
 pub mod delivery;
 pub mod guard;
+pub mod policy;
 pub mod resolver;
+mod settle;
 pub mod writer;
 
 use std::sync::Arc;
@@ -92,6 +95,8 @@ pub async fn run(config: &Config, pool: PgPool, shutdown: CancellationToken) -> 
             &config.namespace,
             Some(config.redis_url.expose_secret()),
         )),
+        keyring: config.keyring.clone(),
+        pool: pool.clone(),
     });
     let concurrency = config.worker.concurrency;
     let permits = Arc::new(Semaphore::new(concurrency));

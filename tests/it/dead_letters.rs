@@ -552,7 +552,7 @@ async fn a_replay_the_broker_refuses_changes_nothing_and_can_be_run_again() {
         .await;
     // Nothing listens on port 1: the publish fails, the claim is undone.
     let down = publisher(&app, "amqp://guest:guest@127.0.0.1:1/%2f");
-    let outcome = dlq::replay(&app.pool, &down, dl_id, None, "test")
+    let outcome = dlq::replay(&app.pool, &app.config.keyring, &down, dl_id, None, "test")
         .await
         .expect("database");
     assert!(
@@ -567,7 +567,7 @@ async fn a_replay_the_broker_refuses_changes_nothing_and_can_be_run_again() {
     assert_eq!(pending["items"][0]["id"], dl_id);
 
     let up = publisher(&app, common::AMQP);
-    let outcome = dlq::replay(&app.pool, &up, dl_id, None, "test")
+    let outcome = dlq::replay(&app.pool, &app.config.keyring, &up, dl_id, None, "test")
         .await
         .expect("database");
     assert!(outcome.is_replayed(), "{outcome:?}");
@@ -605,9 +605,16 @@ async fn an_interrupted_replay_is_resumed_or_completed_but_never_sent_twice() {
     let dl_first = dead_letter_of(&app, &first).await["id"]
         .as_i64()
         .expect("id");
-    let claim = store::claim_replay(&app.pool, dl_first, None, "crashed", stale)
-        .await
-        .expect("claim");
+    let claim = store::claim_replay(
+        &app.pool,
+        &app.config.keyring,
+        dl_first,
+        None,
+        "crashed",
+        stale,
+    )
+    .await
+    .expect("claim");
     assert!(matches!(claim, ReplayClaim::Ready { resumed: false, .. }));
     let (_, msg) = app.message("acme", &first).await;
     assert_eq!(msg["status"], "queued", "claimed, nothing published");
@@ -617,7 +624,7 @@ async fn an_interrupted_replay_is_resumed_or_completed_but_never_sent_twice() {
     assert_eq!(body["code"], "replay_in_progress");
     // Later, it is resumed and delivered.
     age_claim(dl_first).await;
-    let outcome = dlq::replay(&app.pool, &up, dl_first, None, "test")
+    let outcome = dlq::replay(&app.pool, &app.config.keyring, &up, dl_first, None, "test")
         .await
         .expect("database");
     assert_eq!(
@@ -635,9 +642,16 @@ async fn an_interrupted_replay_is_resumed_or_completed_but_never_sent_twice() {
         .expect("id");
     let ReplayClaim::Ready {
         routing_key, body, ..
-    } = store::claim_replay(&app.pool, dl_second, None, "crashed", stale)
-        .await
-        .expect("claim")
+    } = store::claim_replay(
+        &app.pool,
+        &app.config.keyring,
+        dl_second,
+        None,
+        "crashed",
+        stale,
+    )
+    .await
+    .expect("claim")
     else {
         panic!("the second dead letter could not be claimed");
     };
@@ -652,7 +666,7 @@ async fn an_interrupted_replay_is_resumed_or_completed_but_never_sent_twice() {
     .expect("publish");
     app.wait_for_status("acme", &second, &["sent"]).await;
     age_claim(dl_second).await;
-    let outcome = dlq::replay(&app.pool, &up, dl_second, None, "test")
+    let outcome = dlq::replay(&app.pool, &app.config.keyring, &up, dl_second, None, "test")
         .await
         .expect("database");
     assert_eq!(

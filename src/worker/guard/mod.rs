@@ -13,7 +13,6 @@
 
 pub mod breaker;
 pub mod bucket;
-pub mod policy;
 mod scripts;
 
 use std::collections::HashMap;
