@@ -684,3 +684,148 @@ async fn an_interrupted_replay_is_resumed_or_completed_but_never_sent_twice() {
     up.close().await;
     app.cleanup().await;
 }
+
+/// The stored forms of a dead letter's body: (clear body, sealed body, key id).
+async fn stored_body(
+    app: &TestApp,
+    dl_id: i64,
+) -> (Option<Vec<u8>>, Option<Vec<u8>>, Option<String>) {
+    sqlx::query_as("SELECT body, sealed_body, body_key_id FROM dead_letters WHERE id = $1")
+        .bind(dl_id)
+        .fetch_one(&app.pool)
+        .await
+        .expect("dead letter row")
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test]
+async fn a_dead_letter_body_is_stored_sealed_for_its_row_and_replay_opens_it() {
+    let app = TestApp::spawn().await;
+    let provider = app
+        .system_provider("acme", "sms", "only", "fail_permanent", 1)
+        .await;
+    let first = app.send_sms("acme", "Your code is 271828").await;
+    let second = app.send_sms("acme", "Your code is 314159").await;
+    app.wait_for_status("acme", &first, &["failed"]).await;
+    app.wait_for_status("acme", &second, &["failed"]).await;
+    let dl_first = dead_letter_of(&app, &first).await["id"]
+        .as_i64()
+        .expect("id");
+    let dl_second = dead_letter_of(&app, &second).await["id"]
+        .as_i64()
+        .expect("id");
+
+    let (clear, sealed, key_id) = stored_body(&app, dl_first).await;
+    assert_eq!(clear, None, "no clear copy is kept");
+    let sealed = sealed.expect("a sealed body");
+    assert!(
+        !contains(&sealed, b"271828"),
+        "the code is not readable at rest"
+    );
+    assert!(!contains(&sealed, first.as_bytes()), "nor is the envelope");
+    assert_eq!(key_id, Some(app.config.keyring.active_key_id()));
+
+    // A sealed body copied onto another row does not open there: not replayable, and the
+    // message stays failed.
+    sqlx::query("UPDATE dead_letters SET sealed_body = $1 WHERE id = $2")
+        .bind(&sealed)
+        .bind(dl_second)
+        .execute(&app.pool)
+        .await
+        .expect("copy the blob");
+    let (status, body) = replay(&app, dl_second, None).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["code"], "not_replayable");
+    assert!(!body.to_string().contains("314159"));
+    let (_, msg) = app.message("acme", &second).await;
+    assert_eq!(msg["status"], "failed");
+
+    // Its own row opens, and the replay delivers the original envelope.
+    set_behavior(&app, "acme", &provider, "deliver").await;
+    let (status, body) = replay(&app, dl_first, None).await;
+    assert_eq!(status, 202, "{body}");
+    app.wait_for_status("acme", &first, &["sent"]).await;
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_clear_body_from_before_sealing_still_replays_and_keys_rotate_seals_it() {
+    let app = TestApp::spawn().await;
+    let provider = app
+        .system_provider("acme", "sms", "only", "fail_permanent", 1)
+        .await;
+    let id = app.send_sms("acme", "Your code is 161803").await;
+    app.wait_for_status("acme", &id, &["failed"]).await;
+    let dl_id = dead_letter_of(&app, &id).await["id"].as_i64().expect("id");
+    // Rewrite the row as the previous version stored it: the envelope in clear.
+    let (_, sealed, _) = stored_body(&app, dl_id).await;
+    let envelope = communication::store::dead_letters::SealedBody::open(
+        &app.config.keyring,
+        dl_id,
+        &sealed.expect("sealed"),
+    )
+    .expect("opens for its row");
+    sqlx::query(
+        "UPDATE dead_letters SET body = $1, sealed_body = NULL, body_key_id = NULL WHERE id = $2",
+    )
+    .bind(&envelope)
+    .bind(dl_id)
+    .execute(&app.pool)
+    .await
+    .expect("legacy row");
+    assert_eq!(list(&app, "", None).await["items"][0]["replayable"], true);
+
+    let report = communication::rotation::rotate(&app.pool, &app.config.keyring)
+        .await
+        .expect("rotate");
+    assert_eq!(report.dead_letters_sealed, 1);
+    let (clear, sealed, key_id) = stored_body(&app, dl_id).await;
+    assert_eq!(clear, None);
+    assert!(!contains(&sealed.expect("sealed"), b"161803"));
+    assert_eq!(key_id, Some(app.config.keyring.active_key_id()));
+    // Nothing left to do the second time.
+    let again = communication::rotation::rotate(&app.pool, &app.config.keyring)
+        .await
+        .expect("rotate");
+    assert_eq!(again.dead_letters_sealed, 0);
+
+    set_behavior(&app, "acme", &provider, "deliver").await;
+    let (status, body) = replay(&app, dl_id, None).await;
+    assert_eq!(status, 202, "{body}");
+    app.wait_for_status("acme", &id, &["sent"]).await;
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn keys_rotate_reseals_dead_letter_bodies_under_the_new_key() {
+    let app = TestApp::spawn().await;
+    app.system_provider("acme", "sms", "only", "fail_permanent", 1)
+        .await;
+    let id = app.send_sms("acme", "Your code is 141421").await;
+    app.wait_for_status("acme", &id, &["failed"]).await;
+    let dl_id = dead_letter_of(&app, &id).await["id"].as_i64().expect("id");
+    let old = app.config.keyring.clone();
+    let rotated = communication::crypto::Keyring::from_base64(
+        &communication::crypto::generate_key_base64(),
+        std::slice::from_ref(&app.secret),
+    )
+    .expect("keyring");
+    let report = communication::rotation::rotate(&app.pool, &rotated)
+        .await
+        .expect("rotate");
+    assert_eq!(report.dead_letters_sealed, 1);
+    let (_, sealed, key_id) = stored_body(&app, dl_id).await;
+    let sealed = sealed.expect("sealed");
+    assert_eq!(key_id, Some(rotated.active_key_id()));
+    let opened = communication::store::dead_letters::SealedBody::open(&rotated, dl_id, &sealed)
+        .expect("opens under the new key");
+    assert!(contains(&opened, b"141421"));
+    assert!(
+        communication::store::dead_letters::SealedBody::open(&old, dl_id, &sealed).is_err(),
+        "the old key alone no longer opens it"
+    );
+    app.cleanup().await;
+}
