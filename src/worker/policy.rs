@@ -196,7 +196,7 @@ pub fn retry_delay(
 }
 
 /// The longest delay before retry number `attempt`: `base × 2^(attempt-1)`, at most `max`.
-pub fn backoff_ceiling(policy: &RetryPolicy, attempt: u32) -> Duration {
+fn backoff_ceiling(policy: &RetryPolicy, attempt: u32) -> Duration {
     let mut schedule = backoff::ExponentialBackoff {
         current_interval: policy.base,
         initial_interval: policy.base,
