@@ -14,6 +14,7 @@ WHERE later.detail ? 'receipt_id'
   AND later.detail->>'receipt_id' = earlier.detail->>'receipt_id'
   AND later.id > earlier.id;
 
-CREATE UNIQUE INDEX message_events_receipt
+-- IF NOT EXISTS: an operator may have built it beforehand with CONCURRENTLY (operations.md).
+CREATE UNIQUE INDEX IF NOT EXISTS message_events_receipt
     ON message_events (message_id, kind, (detail->>'receipt_id'))
     WHERE detail ? 'receipt_id';

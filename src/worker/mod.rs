@@ -1,5 +1,7 @@
-//! The worker: consumes `{ns}.send.email` and `{ns}.send.sms`, runs the delivery policy for
-//! each envelope (see `delivery`), and acks only after the outcome is committed.
+//! The worker: consumes `{ns}.send.email` and `{ns}.send.sms`, runs each envelope through its
+//! delivery (`delivery`: the steps; `policy`: what follows each step, a pure function;
+//! `settle`: carrying that out; `dead_letter`: giving up), and acks only after the outcome is
+//! committed.
 //!
 //! Concurrency is bounded by a semaphore (one permit per delivery in progress) and the broker
 //! prefetch; a slow provider occupies only its own permits. The connection is supervised: when
