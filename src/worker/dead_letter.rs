@@ -11,9 +11,8 @@ use chrono::Utc;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::delivery::{Deliverer, Disposition};
 use super::resolver::ResolvedProvider;
-use super::settle::{Delivery, event, update};
+use super::settle::{Delivery, Disposition, Settler, event, update};
 use super::writer::Record;
 use crate::domain::{Channel, EventKind, MessageStatus};
 use crate::queue::envelope::Rejection;
@@ -21,7 +20,7 @@ use crate::queue::topology::dead_letter_headers;
 use crate::store::dead_letters::{self, DeadLetter, SealedBody};
 use crate::store::messages::{self, NewEvent, NewMessage, StatusUpdate};
 
-impl Deliverer {
+impl Settler {
     /// Marks the message failed after `before`; with `dead_letter`, also sends the envelope
     /// to `{ns}.dead` and records it there.
     pub(crate) async fn fail(

@@ -10,30 +10,21 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use lapin::types::FieldTable;
 use serde_json::json;
-use sqlx::PgPool;
 use tracing::Instrument;
 
 use super::guard::{Admission, AfterFailure, Pass, ProviderGuard};
 use super::policy::{Clock, Outcome, Position, decide};
 use super::resolver::{ResolvedProvider, Resolver};
-use super::settle::{Delivery, Settled, Step, event, instant, update};
-use super::writer::{Record, Writer};
+use super::settle::{Delivery, Disposition, Settled, Settler, Step, event, instant, update};
+use super::writer::Record;
 use crate::config::RetryPolicy;
-use crate::crypto::Keyring;
 use crate::domain::{EventKind, MessageStatus};
 use crate::providers::{ErrorClass, OutboundMessage, ProviderError, SendReceipt};
 use crate::queue::envelope::{self, Rejection};
 use crate::queue::retry_state::RetryState;
 use crate::queue::topology::header_str;
-use crate::queue::{Publisher, Topology};
 use crate::store::messages::{ClaimOutcome, NewEvent, NewMessage, StatusUpdate};
 use crate::trace_context::{self, TraceContext};
-
-/// How long a worker keeps retrying the database write that records a `sent` message before
-/// it gives up and requeues the delivery (which sends it again). Well under RabbitMQ's
-/// consumer timeout (30 minutes by default), so the broker does not take the delivery back
-/// first.
-pub const SENT_COMMIT_PATIENCE: Duration = Duration::from_secs(300);
 
 /// Waits this short (the rest of an `x-not-before`, a token reserved a moment ahead) are
 /// waited out in process rather than through a delay queue.
@@ -42,28 +33,14 @@ const MAX_INLINE_WAIT: Duration = Duration::from_millis(20);
 /// it): ignored rather than parking the message for days.
 const MAX_NOT_BEFORE: Duration = Duration::from_secs(48 * 3600);
 
-/// What the consumer does with the delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Disposition {
-    /// Done (whatever the outcome, it is recorded): ack.
-    Ack,
-    /// Could not record (database or broker trouble): put it back for later.
-    Requeue,
-}
-
+/// Runs deliveries: the steps here, the decisions in `policy`, the doing in [`Settler`].
 pub struct Deliverer {
-    pub writer: Writer,
+    pub settler: Settler,
     pub resolver: Arc<Resolver>,
-    pub publisher: Arc<Publisher>,
-    pub topology: Topology,
     pub retry: RetryPolicy,
     pub public_url: Option<String>,
     /// Circuit breakers and rate limits (see `guard`).
     pub guard: Arc<ProviderGuard>,
-    /// Seals dead-letter bodies (they can hold a one-time code).
-    pub keyring: Arc<Keyring>,
-    /// For the rare unbatched writes: invalid envelopes, dead-letter row ids.
-    pub pool: PgPool,
 }
 
 /// What calling the provider at hand came to, before the policy decides.
@@ -108,7 +85,7 @@ impl Deliverer {
     ) -> Disposition {
         let env = match envelope::decode(body) {
             Ok(env) => env,
-            Err(rejection) => return self.reject(body, rejection, routing_key).await,
+            Err(rejection) => return self.settler.reject(body, rejection, routing_key).await,
         };
         let d = Delivery {
             env: &env,
@@ -125,6 +102,7 @@ impl Deliverer {
             let outcome = Outcome::Expired { at };
             let next = decide(&outcome, Position::default(), &self.retry, Clock::now());
             return self
+                .settler
                 .apply(&d, Step::new(outcome, None), next)
                 .await
                 .disposition();
@@ -159,7 +137,7 @@ impl Deliverer {
                     env.message.channel
                 ),
             };
-            return self.fail(&d, None, reason, true, Vec::new()).await;
+            return self.settler.fail(&d, None, reason, true, Vec::new()).await;
         }
         let mut at = Position {
             index: state.provider_index,
@@ -171,7 +149,7 @@ impl Deliverer {
         loop {
             let Some(provider) = providers.get(at.index) else {
                 let reason = "every provider was tried".to_owned();
-                return self.fail(&d, None, reason, true, Vec::new()).await;
+                return self.settler.fail(&d, None, reason, true, Vec::new()).await;
             };
             let token_reserved = token_held.take() == Some(provider.id);
             let mut tried = self.attempt(&d, provider, at, token_reserved).await;
@@ -213,7 +191,7 @@ impl Deliverer {
             step.index = at.index;
             step.next_provider = providers.get(at.index + 1);
             step.before.extend(opened);
-            match self.apply(&d, step, next).await {
+            match self.settler.apply(&d, step, next).await {
                 Settled::Done(disposition) => return disposition,
                 Settled::NextProvider => {
                     at.index += 1;
@@ -237,7 +215,7 @@ impl Deliverer {
             ttl_seconds: env.message.ttl_seconds.map(|t| t as i64),
             created_at: env.created_at,
         };
-        match self.writer.claim(claim).await {
+        match self.settler.writer.claim(claim).await {
             Err(e) => {
                 tracing::warn!(message_id = %env.id, error = %e, "could not record message; will retry");
                 Some(Disposition::Requeue)
@@ -256,7 +234,7 @@ impl Deliverer {
                         channel: None,
                         to: None,
                     };
-                    return Some(self.reject(d.body, rejection, d.routing_key).await);
+                    return Some(self.settler.reject(d.body, rejection, d.routing_key).await);
                 }
                 let final_already = MessageStatus::parse(&status)
                     .map(|s| s.is_final())
@@ -289,7 +267,7 @@ impl Deliverer {
             tokio::time::sleep(remaining).await;
             return None;
         }
-        Some(self.publish_delayed(d, remaining, state).await)
+        Some(self.settler.publish_delayed(d, remaining, state).await)
     }
 
     /// Asks the guard about the provider, records the attempt and calls it.
@@ -320,7 +298,7 @@ impl Deliverer {
             )],
             dead_letter: None,
         };
-        if self.commit(before).await == Disposition::Requeue {
+        if self.settler.commit(before).await == Disposition::Requeue {
             self.guard.release(provider.id, &pass).await;
             return Tried::NotRecorded;
         }

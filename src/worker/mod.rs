@@ -14,7 +14,7 @@ pub mod delivery;
 pub mod guard;
 pub mod policy;
 pub mod resolver;
-mod settle;
+pub mod settle;
 pub mod writer;
 
 use std::sync::Arc;
@@ -32,9 +32,10 @@ use crate::config::Config;
 use crate::domain::Channel;
 use crate::providers::ProviderContext;
 use crate::queue::{Publisher, Topology};
-use delivery::{Deliverer, Disposition};
+use delivery::Deliverer;
 use guard::ProviderGuard;
 use resolver::Resolver;
+use settle::{Disposition, Settler};
 use writer::Writer;
 
 /// Runs a worker until `shutdown` is cancelled.
@@ -86,10 +87,14 @@ pub async fn run(config: &Config, pool: PgPool, shutdown: CancellationToken) -> 
         2,
     ));
     let deliverer = Arc::new(Deliverer {
-        writer: writer.clone(),
+        settler: Settler {
+            writer: writer.clone(),
+            publisher: publisher.clone(),
+            topology: topology.clone(),
+            keyring: config.keyring.clone(),
+            pool: pool.clone(),
+        },
         resolver,
-        publisher: publisher.clone(),
-        topology: topology.clone(),
         retry: config.retry,
         public_url: config.public_url.clone(),
         guard: Arc::new(ProviderGuard::new(
@@ -97,8 +102,6 @@ pub async fn run(config: &Config, pool: PgPool, shutdown: CancellationToken) -> 
             &config.namespace,
             Some(config.redis_url.expose_secret()),
         )),
-        keyring: config.keyring.clone(),
-        pool: pool.clone(),
     });
     let concurrency = config.worker.concurrency;
     let permits = Arc::new(Semaphore::new(concurrency));

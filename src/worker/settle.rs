@@ -2,22 +2,53 @@
 //! writes, the delay queue or dead letter it publishes to, and whether the delivery is
 //! acked. The order is always record first, then publish, so a failed publish requeues the
 //! delivery rather than leaving a delayed copy beside a redelivered original; a dead letter
-//! is the exception (see `dead_letter`).
+//! is the exception (see `dead_letter`, the rest of [`Settler`]).
 
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::delivery::{Deliverer, Disposition, SENT_COMMIT_PATIENCE};
+use std::sync::Arc;
+
+use sqlx::PgPool;
+
 use super::policy::{Delay, Next, Outcome};
 use super::resolver::ResolvedProvider;
-use super::writer::Record;
+use super::writer::{Record, Writer};
+use crate::crypto::Keyring;
 use crate::domain::{EventKind, MessageStatus};
 use crate::providers::ProviderError;
 use crate::queue::envelope::ValidEnvelope;
 use crate::queue::retry_state::RetryState;
+use crate::queue::{Publisher, Topology};
 use crate::store::messages::{NewEvent, StatusUpdate};
+
+/// How long a worker keeps retrying the database write that records a `sent` message before
+/// it gives up and requeues the delivery (which sends it again). Well under RabbitMQ's
+/// consumer timeout (30 minutes by default), so the broker does not take the delivery back
+/// first.
+pub const SENT_COMMIT_PATIENCE: Duration = Duration::from_secs(300);
+
+/// What the consumer does with the delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Done (whatever the outcome, it is recorded): ack.
+    Ack,
+    /// Could not record (database or broker trouble): put it back for later.
+    Requeue,
+}
+
+/// Everything that records and publishes a delivery's steps: the doing half of the policy.
+pub struct Settler {
+    pub writer: Writer,
+    pub publisher: Arc<Publisher>,
+    pub topology: Topology,
+    /// Seals dead-letter bodies (they can hold a one-time code).
+    pub keyring: Arc<Keyring>,
+    /// For the rare unbatched writes: invalid envelopes, dead-letter row ids.
+    pub pool: PgPool,
+}
 
 /// The delivery at hand: the envelope as received and decoded.
 #[derive(Clone, Copy)]
@@ -100,7 +131,7 @@ pub(crate) fn instant(ms: i64) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp_millis(ms)
 }
 
-impl Deliverer {
+impl Settler {
     /// Carries out `next` for `step`.
     pub(crate) async fn apply(&self, d: &Delivery<'_>, step: Step<'_>, next: Next) -> Settled {
         let env = d.env;
