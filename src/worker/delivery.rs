@@ -46,7 +46,7 @@ pub struct Deliverer {
 /// What calling the provider at hand came to, before the policy decides.
 enum Tried {
     /// The guard held the provider back (an open breaker, a rate limit): not called.
-    HeldBack(Admission),
+    HeldBack(Outcome<'static>),
     /// Called. `opened`: this failure opened the breaker (its event, to record first).
     Called {
         result: Result<SendReceipt, ProviderError>,
@@ -159,16 +159,7 @@ impl Deliverer {
             };
             let outcome = match &tried {
                 Tried::NotRecorded => return Disposition::Requeue,
-                Tried::HeldBack(Admission::Open { until_ms, probing }) => Outcome::CircuitOpen {
-                    until_ms: *until_ms,
-                    probing: *probing,
-                },
-                Tried::HeldBack(Admission::Limited { wait, reserved }) => Outcome::RateLimited {
-                    wait: *wait,
-                    reserved: *reserved,
-                },
-                // `attempt` never holds a provider back with a pass.
-                Tried::HeldBack(Admission::Go(_)) => return Disposition::Requeue,
+                Tried::HeldBack(outcome) => *outcome,
                 Tried::Called {
                     result,
                     latency_ms,
@@ -281,7 +272,12 @@ impl Deliverer {
         let env = d.env;
         let pass = match self.admit(provider, token_reserved).await {
             Admission::Go(pass) => pass,
-            held_back => return Tried::HeldBack(held_back),
+            Admission::Open { until_ms, probing } => {
+                return Tried::HeldBack(Outcome::CircuitOpen { until_ms, probing });
+            }
+            Admission::Limited { wait, reserved } => {
+                return Tried::HeldBack(Outcome::RateLimited { wait, reserved });
+            }
         };
         let before = Record {
             update: Some(StatusUpdate {
