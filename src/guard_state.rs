@@ -10,9 +10,12 @@ use chrono::{DateTime, Utc};
 use redis::aio::ConnectionLike;
 use uuid::Uuid;
 
-/// The Redis key of a provider's breaker (a hash). Keep in step with `worker::guard`.
+/// The Redis key of a provider's breaker (a hash): `{ns}:cb:{<provider id>}`, the provider id
+/// being the Redis Cluster hash tag its keys share. Must equal `worker::guard::breaker_key`
+/// (the integration test `stats::provider_health_shows_the_breaker_the_worker_opened…`
+/// fails if they drift).
 pub fn breaker_key(namespace: &str, provider: Uuid) -> String {
-    format!("{namespace}:cb:{provider}")
+    format!("{namespace}:cb:{{{provider}}}")
 }
 
 /// Where a breaker stands.

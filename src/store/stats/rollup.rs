@@ -166,6 +166,20 @@ pub async fn move_one(
     apply_delta(conn, &delta).await
 }
 
+/// For a message recorded outside the writer's batches directly in a final status (an
+/// envelope rejected by validation): counts it.
+pub async fn count_new(
+    conn: &mut PgConnection,
+    tenant_id: &str,
+    created_at: DateTime<Utc>,
+    channel: &str,
+    status: &str,
+) -> Result<(), sqlx::Error> {
+    let mut delta = RollupDelta::default();
+    delta.count(tenant_id, created_at, channel, None, status, 1);
+    apply_delta(conn, &delta).await
+}
+
 /// Applies a batch's delta: one upsert per table, hourly tables first.
 pub async fn apply_delta(conn: &mut PgConnection, delta: &RollupDelta) -> Result<(), sqlx::Error> {
     for grain in [Grain::Hour, Grain::Day] {
