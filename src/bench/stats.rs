@@ -113,7 +113,14 @@ async fn fill_rollup(
     let total_weight: i64 = (0..hours).map(weight).sum();
     let shape = latency_shape();
     let mut left = messages as i64;
-    let mut delta = RollupDelta::default();
+    let slots = rollup::SLOTS as usize;
+    // Like the writer: each hour's messages spread over every slot, and the statuses a
+    // message passes through (queued, sending) left as zero rows, written by one batch and
+    // moved away by a later one.
+    let fresh = || -> Vec<RollupDelta> { (0..slots).map(|_| RollupDelta::default()).collect() };
+    let (mut passing, mut outcome) = (fresh(), fresh());
+    let share =
+        |k: i64, slot: usize| k / slots as i64 + i64::from((slot as i64) < k % slots as i64);
     for h in 0..hours {
         let at = start + TimeDelta::hours(h);
         let in_hour = if h == hours - 1 {
@@ -124,7 +131,10 @@ async fn fill_rollup(
         left -= in_hour;
         let sms = in_hour * 600 / 1000;
         for (channel, in_channel) in [("sms", sms), ("email", in_hour - sms)] {
-            delta.count(tenant, at, channel, None, "queued", 0);
+            for slot in 0..slots {
+                passing[slot].count(tenant, at, channel, None, "queued", 1);
+                outcome[slot].count(tenant, at, channel, None, "queued", -1);
+            }
             let mut channel_left = in_channel;
             let mine: Vec<&Provider> = providers.iter().filter(|p| p.channel == channel).collect();
             for (i, p) in mine.iter().enumerate() {
@@ -135,8 +145,7 @@ async fn fill_rollup(
                     in_channel * p.share / 1000
                 };
                 channel_left -= n;
-                delta.count(tenant, at, channel, Some(p.id), "sending", 0);
-                let mut sent = 0;
+                let mut sent = vec![0i64; slots];
                 let mut provider_left = n;
                 for (j, (status, per_mille)) in OUTCOMES.iter().enumerate() {
                     let k = if j + 1 == OUTCOMES.len() {
@@ -145,20 +154,29 @@ async fn fill_rollup(
                         n * per_mille / 1000
                     };
                     provider_left -= k;
-                    delta.count(tenant, at, channel, Some(p.id), status, k);
-                    if !matches!(*status, "failed" | "expired") {
-                        sent += k;
+                    for slot in 0..slots {
+                        let part = share(k, slot);
+                        outcome[slot].count(tenant, at, channel, Some(p.id), status, part);
+                        if !matches!(*status, "failed" | "expired") {
+                            sent[slot] += part;
+                        }
                     }
                 }
-                let histogram = shape.map(|s| sent * s / 1000);
-                delta.add_latencies(tenant, at, channel, p.id, &histogram);
+                for slot in 0..slots {
+                    passing[slot].count(tenant, at, channel, Some(p.id), "sending", 1);
+                    outcome[slot].count(tenant, at, channel, Some(p.id), "sending", -1);
+                    let histogram = shape.map(|x| sent[slot] * x / 1000);
+                    outcome[slot].add_latencies(tenant, at, channel, p.id, &histogram);
+                }
             }
         }
         if h % 24 == 23 || h == hours - 1 {
             let mut tx = pool.begin().await?;
-            rollup::apply_delta(&mut tx, &delta).await?;
+            for (slot, delta) in passing.iter().chain(outcome.iter()).enumerate() {
+                rollup::apply_delta(&mut tx, delta, (slot % slots) as i16).await?;
+            }
             tx.commit().await?;
-            delta = RollupDelta::default();
+            (passing, outcome) = (fresh(), fresh());
         }
     }
     Ok(())

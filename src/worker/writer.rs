@@ -85,6 +85,9 @@ async fn run(
 ) {
     let mut batch: Vec<Request> = Vec::with_capacity(batch_size);
     let mut in_flight = tokio::task::JoinSet::new();
+    // Consecutive batches write the stats rollup in different slots, so batches in flight
+    // together do not wait on each other's hot rows; the start differs per process.
+    let mut rollup_slot: i16 = rand::random_range(0..stats::SLOTS);
     loop {
         // Reap finished flushes so the set does not grow.
         while in_flight.try_join_next().is_some() {}
@@ -114,10 +117,12 @@ async fn run(
         }
         let pool = pool.clone();
         let batch = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
+        let slot = rollup_slot;
+        rollup_slot = (rollup_slot + 1) % stats::SLOTS;
         in_flight.spawn(async move {
             let started = std::time::Instant::now();
             let size = batch.len();
-            flush(&pool, batch).await;
+            flush(&pool, batch, slot).await;
             metrics::histogram!("communication_db_batch_seconds")
                 .record(started.elapsed().as_secs_f64());
             metrics::histogram!("communication_db_batch_size").record(size as f64);
@@ -127,7 +132,7 @@ async fn run(
     while in_flight.join_next().await.is_some() {}
 }
 
-async fn flush(pool: &PgPool, batch: Vec<Request>) {
+async fn flush(pool: &PgPool, batch: Vec<Request>, slot: i16) {
     let mut claims = Vec::new();
     let mut claim_tx = Vec::new();
     let mut updates = Vec::new();
@@ -152,7 +157,7 @@ async fn flush(pool: &PgPool, batch: Vec<Request>) {
             }
         }
     }
-    match write_all(pool, &claims, &updates, &events, &dead).await {
+    match write_all(pool, &claims, &updates, &events, &dead, slot).await {
         Ok(outcomes) => {
             for (tx, outcome) in claim_tx.into_iter().zip(outcomes) {
                 let _ = tx.send(Ok(outcome));
@@ -178,7 +183,7 @@ async fn flush(pool: &PgPool, batch: Vec<Request>) {
             for single in originals {
                 match single {
                     Single::Claim(m) => {
-                        let r = write_all(pool, std::slice::from_ref(&m), &[], &[], &[])
+                        let r = write_all(pool, std::slice::from_ref(&m), &[], &[], &[], slot)
                             .await
                             .map_err(|e| e.to_string())
                             .and_then(|mut o| o.pop().ok_or_else(|| "no outcome".to_string()));
@@ -193,6 +198,7 @@ async fn flush(pool: &PgPool, batch: Vec<Request>) {
                             rec.update.as_slice(),
                             &rec.events,
                             rec.dead_letter.as_slice(),
+                            slot,
                         )
                         .await
                         .map(|_| ())
@@ -218,6 +224,7 @@ async fn write_all(
     updates: &[StatusUpdate],
     events: &[NewEvent],
     dead: &[DeadLetter],
+    rollup_slot: i16,
 ) -> Result<Vec<ClaimOutcome>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let outcomes = if claims.is_empty() {
@@ -231,7 +238,8 @@ async fn write_all(
     messages::insert_events(&mut tx, events).await?;
     messages::insert_dead_letters(&mut tx, dead).await?;
     // Last, so the rollup's shared rows stay locked only until the commit.
-    stats::apply_delta(&mut tx, &rollup_delta(claims, &outcomes, updates, &before)).await?;
+    let delta = rollup_delta(claims, &outcomes, updates, &before);
+    stats::apply_delta(&mut tx, &delta, rollup_slot).await?;
     tx.commit().await?;
     Ok(outcomes)
 }

@@ -27,9 +27,9 @@ pub async fn counts(
     until: DateTime<Utc>,
 ) -> Result<Vec<CountRow>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT period_start AS start, channel, provider_id, status, count FROM {} \
-         WHERE tenant_id = $1 AND period_start >= $2 AND period_start < $3 AND count <> 0 \
-         ORDER BY 1, 2, 3, 4",
+        "SELECT period_start AS start, channel, provider_id, status, SUM(count)::bigint AS count \
+         FROM {} WHERE tenant_id = $1 AND period_start >= $2 AND period_start < $3 \
+         GROUP BY 1, 2, 3, 4 HAVING SUM(count) <> 0 ORDER BY 1, 2, 3, 4",
         grain.counts_table()
     )))
     .bind(tenant)

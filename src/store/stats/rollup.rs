@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::{Grain, LATENCY_BUCKETS, NO_PROVIDER, hour_of, latency_bucket};
+use super::{Grain, LATENCY_BUCKETS, NO_PROVIDER, SLOTS, hour_of, latency_bucket};
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct CountKey {
@@ -163,7 +163,8 @@ pub async fn move_one(
     for before in lock_counted(conn, &[id], from).await? {
         delta.moved(&before, to, None, Utc::now());
     }
-    apply_delta(conn, &delta).await
+    // Any slot: receipts arrive one per transaction, many at once.
+    apply_delta(conn, &delta, rand::random_range(0..SLOTS)).await
 }
 
 /// For a message recorded outside the writer's batches directly in a final status (an
@@ -177,11 +178,17 @@ pub async fn count_new(
 ) -> Result<(), sqlx::Error> {
     let mut delta = RollupDelta::default();
     delta.count(tenant_id, created_at, channel, None, status, 1);
-    apply_delta(conn, &delta).await
+    apply_delta(conn, &delta, rand::random_range(0..SLOTS)).await
 }
 
-/// Applies a batch's delta: one upsert per table, hourly tables first.
-pub async fn apply_delta(conn: &mut PgConnection, delta: &RollupDelta) -> Result<(), sqlx::Error> {
+/// Applies a batch's delta to `slot` (taken modulo [`SLOTS`]): one upsert per table, hourly
+/// tables first.
+pub async fn apply_delta(
+    conn: &mut PgConnection,
+    delta: &RollupDelta,
+    slot: i16,
+) -> Result<(), sqlx::Error> {
+    let slot = slot.rem_euclid(SLOTS);
     for grain in [Grain::Hour, Grain::Day] {
         let mut counts: BTreeMap<CountKey, i64> = BTreeMap::new();
         for (k, n) in &delta.counts {
@@ -192,7 +199,7 @@ pub async fn apply_delta(conn: &mut PgConnection, delta: &RollupDelta) -> Result
             *counts.entry(key).or_default() += n;
         }
         counts.retain(|_, n| *n != 0);
-        upsert_counts(conn, grain, &counts).await?;
+        upsert_counts(conn, grain, slot, &counts).await?;
         let mut latencies: BTreeMap<LatencyKey, [i64; LATENCY_BUCKETS]> = BTreeMap::new();
         for (k, h) in &delta.latencies {
             let key = LatencyKey {
@@ -204,7 +211,7 @@ pub async fn apply_delta(conn: &mut PgConnection, delta: &RollupDelta) -> Result
                 *a += b;
             }
         }
-        upsert_latencies(conn, grain, &latencies).await?;
+        upsert_latencies(conn, grain, slot, &latencies).await?;
     }
     Ok(())
 }
@@ -212,6 +219,7 @@ pub async fn apply_delta(conn: &mut PgConnection, delta: &RollupDelta) -> Result
 async fn upsert_counts(
     conn: &mut PgConnection,
     grain: Grain,
+    slot: i16,
     counts: &BTreeMap<CountKey, i64>,
 ) -> Result<(), sqlx::Error> {
     if counts.is_empty() {
@@ -224,10 +232,12 @@ async fn upsert_counts(
     let statuses: Vec<&str> = counts.keys().map(|k| k.status.as_str()).collect();
     let ns: Vec<i64> = counts.values().copied().collect();
     sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO {} AS s (tenant_id, period_start, channel, provider_id, status, count) \
-         SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::uuid[], $5::text[], $6::bigint[]) \
+        "INSERT INTO {} AS s (tenant_id, period_start, channel, provider_id, status, slot, count) \
+         SELECT t.tenant_id, t.period_start, t.channel, t.provider_id, t.status, $7, t.count \
+         FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::uuid[], $5::text[], $6::bigint[]) \
+              AS t(tenant_id, period_start, channel, provider_id, status, count) \
          ORDER BY 1, 2, 3, 4, 5 \
-         ON CONFLICT (tenant_id, period_start, channel, provider_id, status) \
+         ON CONFLICT (tenant_id, period_start, channel, provider_id, status, slot) \
          DO UPDATE SET count = s.count + EXCLUDED.count",
         grain.counts_table()
     )))
@@ -237,6 +247,7 @@ async fn upsert_counts(
     .bind(&providers)
     .bind(&statuses)
     .bind(&ns)
+    .bind(slot)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -245,6 +256,7 @@ async fn upsert_counts(
 async fn upsert_latencies(
     conn: &mut PgConnection,
     grain: Grain,
+    slot: i16,
     latencies: &BTreeMap<LatencyKey, [i64; LATENCY_BUCKETS]>,
 ) -> Result<(), sqlx::Error> {
     if latencies.is_empty() {
@@ -257,13 +269,13 @@ async fn upsert_latencies(
     // One flat array (rows × buckets): Postgres arrays of arrays must be rectangular.
     let flat: Vec<i64> = latencies.values().flat_map(|h| h.iter().copied()).collect();
     sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO {} AS l (tenant_id, period_start, channel, provider_id, buckets) \
-         SELECT t.tenant_id, t.period_start, t.channel, t.provider_id, \
+        "INSERT INTO {} AS l (tenant_id, period_start, channel, provider_id, slot, buckets) \
+         SELECT t.tenant_id, t.period_start, t.channel, t.provider_id, $7, \
                 ($5::bigint[])[(t.n::int - 1) * $6 + 1 : t.n::int * $6] \
          FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::uuid[]) \
               WITH ORDINALITY AS t(tenant_id, period_start, channel, provider_id, n) \
          ORDER BY 1, 2, 3, 4 \
-         ON CONFLICT (tenant_id, period_start, channel, provider_id) DO UPDATE SET buckets = \
+         ON CONFLICT (tenant_id, period_start, channel, provider_id, slot) DO UPDATE SET buckets = \
             ARRAY(SELECT COALESCE(a, 0) + COALESCE(b, 0) \
                   FROM UNNEST(l.buckets, EXCLUDED.buckets) AS u(a, b))",
         grain.latency_table()
@@ -274,6 +286,7 @@ async fn upsert_latencies(
     .bind(&providers)
     .bind(&flat)
     .bind(LATENCY_BUCKETS as i32)
+    .bind(slot)
     .execute(&mut *conn)
     .await?;
     Ok(())
