@@ -33,7 +33,7 @@ pub const LATENCY_BUCKETS: usize = LATENCY_BOUNDS_MS.len() + 1;
 /// Slots each rollup row is split over. Batches written at the same time pass different
 /// slots to [`apply_delta`], so they do not queue behind each other's commit on one hot row
 /// (a tenant's busy hour is touched by every batch); readers sum over the slots.
-pub const SLOTS: i16 = 4;
+pub const SLOTS: i16 = 2;
 
 /// Stands for "no provider yet" in the rollup's key (primary-key columns cannot be NULL).
 pub const NO_PROVIDER: Uuid = Uuid::nil();
