@@ -141,6 +141,8 @@ pub struct Config {
     /// `COMMUNICATION_LOG_FORMAT`: JSON log lines instead of text (read by
     /// `telemetry::init_tracing` before the rest of the configuration; validated here).
     pub json_logs: bool,
+    /// Suppression and status webhooks (`COMMUNICATION_SUPPRESSION_…`, `COMMUNICATION_WEBHOOK_…`).
+    pub notify: crate::notify::NotifySettings,
 }
 
 impl std::fmt::Debug for Config {
@@ -390,6 +392,7 @@ impl Config {
             guard,
             worker_metrics_addr,
             json_logs,
+            notify: crate::notify::NotifySettings::from_lookup(get)?,
         })
     }
 }

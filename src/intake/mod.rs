@@ -13,6 +13,7 @@ pub mod messages;
 pub mod openapi;
 pub mod providers;
 pub mod send;
+pub mod suppressions;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -115,6 +116,7 @@ pub fn documented_routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))
         .routes(routes!(openapi::openapi_json))
+        .merge(suppressions::routes())
 }
 
 pub fn router(state: Arc<AppState>) -> Router {

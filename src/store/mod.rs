@@ -7,6 +7,7 @@ pub mod api_keys;
 pub mod dead_letters;
 pub mod messages;
 pub mod providers;
+pub mod suppressions;
 
 use std::time::Duration;
 

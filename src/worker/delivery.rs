@@ -58,6 +58,8 @@ pub struct Deliverer {
     pub public_url: Option<String>,
     /// Circuit breakers and rate limits (see `guard`).
     pub guard: Arc<ProviderGuard>,
+    /// Recipients never sent to (see `suppression`).
+    pub suppressions: Arc<super::suppression::SuppressionList>,
 }
 
 pub(crate) fn event(
@@ -200,6 +202,9 @@ impl Deliverer {
             };
             metrics::counter!("communication_deliveries_total", "channel" => env.message.channel.as_str(), "kind" => "none", "outcome" => "expired").increment(1);
             return self.commit(record).await;
+        }
+        if let Some(suppressed) = self.end_if_suppressed(&env).await {
+            return suppressed;
         }
         if let Some(waiting) = self.wait_until_due(&env, body, headers).await {
             return waiting;
@@ -354,6 +359,7 @@ impl Deliverer {
                         class = err.class.as_str(), error = %err.message, "attempt failed");
                     match err.class {
                         ErrorClass::RecipientPermanent => {
+                            self.suppress_refused_recipient(&env, provider, &err).await;
                             return self
                                 .fail(
                                     &env,

@@ -10,6 +10,7 @@
 pub mod delivery;
 pub mod guard;
 pub mod resolver;
+pub mod suppression;
 pub mod writer;
 
 use std::sync::Arc;
@@ -91,6 +92,10 @@ pub async fn run(config: &Config, pool: PgPool, shutdown: CancellationToken) -> 
             config.guard,
             &config.namespace,
             Some(config.redis_url.expose_secret()),
+        )),
+        suppressions: Arc::new(suppression::SuppressionList::new(
+            pool.clone(),
+            config.notify.suppression_cache_ttl,
         )),
     });
     let concurrency = config.worker.concurrency;

@@ -28,4 +28,5 @@ mod receipts_more_e2e;
 mod redis_down;
 mod secrets;
 mod smtp_e2e;
+mod suppression;
 mod unknown_outcome;
