@@ -14,6 +14,7 @@ pub mod openapi;
 pub mod providers;
 pub mod send;
 pub mod suppressions;
+pub mod webhook_endpoints;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -117,6 +118,7 @@ pub fn documented_routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(health::metrics))
         .routes(routes!(openapi::openapi_json))
         .merge(suppressions::routes())
+        .merge(webhook_endpoints::routes())
 }
 
 pub fn router(state: Arc<AppState>) -> Router {

@@ -30,3 +30,4 @@ mod secrets;
 mod smtp_e2e;
 mod suppression;
 mod unknown_outcome;
+mod webhook_endpoints;
