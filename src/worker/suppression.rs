@@ -19,7 +19,8 @@ use moka::future::Cache;
 use serde_json::json;
 use sqlx::PgPool;
 
-use super::delivery::{Deliverer, Disposition, event, update};
+use super::delivery::Deliverer;
+use super::settle::{Disposition, event, update};
 use super::resolver::ResolvedProvider;
 use super::writer::Record;
 use crate::domain::{Channel, EventKind, MessageStatus, SuppressionReason, normalize_recipient};
@@ -182,7 +183,7 @@ impl Deliverer {
                 .increment(1);
                 tracing::info!(message_id = %env.id, "recipient is suppressed; not sent");
                 Some(
-                    self.commit(Record {
+                    self.settler.commit(Record {
                         update: Some(StatusUpdate {
                             last_error: Some("the recipient is on the suppression list".into()),
                             ..update(env, MessageStatus::Suppressed)
