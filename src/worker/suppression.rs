@@ -20,8 +20,8 @@ use serde_json::json;
 use sqlx::PgPool;
 
 use super::delivery::Deliverer;
-use super::settle::{Disposition, event, update};
 use super::resolver::ResolvedProvider;
+use super::settle::{Disposition, event, update};
 use super::writer::Record;
 use crate::domain::{Channel, EventKind, MessageStatus, SuppressionReason, normalize_recipient};
 use crate::providers::{ErrorClass, ProviderError};
