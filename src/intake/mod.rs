@@ -14,6 +14,7 @@ pub mod openapi;
 pub mod providers;
 pub mod send;
 pub mod suppressions;
+pub mod webhook_attempts;
 pub mod webhook_endpoints;
 pub mod webhooks;
 
@@ -119,6 +120,7 @@ pub fn documented_routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(openapi::openapi_json))
         .merge(suppressions::routes())
         .merge(webhook_endpoints::routes())
+        .merge(webhook_attempts::routes())
 }
 
 pub fn router(state: Arc<AppState>) -> Router {

@@ -108,6 +108,8 @@ pub async fn run(config: &Config, pool: PgPool, shutdown: CancellationToken) -> 
             config.notify.suppression_cache_ttl,
         )),
     });
+    // Status webhooks: their own pool, connection and concurrency (see `notify::service`).
+    let webhooks = crate::notify::service::spawn(config, shutdown.clone())?;
     let concurrency = config.worker.concurrency;
     let permits = Arc::new(Semaphore::new(concurrency));
     const FIRST_BACKOFF: Duration = Duration::from_millis(200);
@@ -148,6 +150,7 @@ pub async fn run(config: &Config, pool: PgPool, shutdown: CancellationToken) -> 
     drop(writer);
     publisher.close().await;
     let _ = writer_task.await;
+    let _ = webhooks.await;
     Ok(())
 }
 

@@ -345,6 +345,14 @@ impl TestApp {
                     names.push(topology.delay_queue(c, *t));
                 }
             }
+            let webhooks = communication::notify::topology::WebhookTopology::new(
+                &self.namespace,
+                &self.config.notify.retry_schedule,
+            );
+            names.extend(webhooks.queues());
+            let _ = ch
+                .exchange_delete(webhooks.exchange().into(), Default::default())
+                .await;
             for n in names {
                 let _ = ch
                     .queue_delete(n.into(), QueueDeleteOptions::default())

@@ -7,6 +7,7 @@ mod crash_support;
 mod email_support;
 mod log_capture;
 mod smtp_support;
+mod webhook_support;
 
 mod adapters_e2e;
 mod bench_smoke;
@@ -32,3 +33,4 @@ mod smtp_e2e;
 mod suppression;
 mod unknown_outcome;
 mod webhook_endpoints;
+mod webhooks_out;
