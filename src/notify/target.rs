@@ -1,17 +1,17 @@
 //! Where a webhook may be sent: `https` URLs of public hosts, unless the operator allows
 //! private hosts (`COMMUNICATION_ALLOW_PRIVATE_HOSTS`, which also allows plain `http`). The
-//! rule is checked when an endpoint is created or changed, and again at connect time: the
-//! sending client resolves names through [`PublicOnlyResolver`], which refuses a name with
-//! any private or local address, so a DNS answer that changed since (DNS rebinding) cannot
-//! reach an internal service. Redirects are not followed.
+//! rule (`crate::address_policy`, the same as for SMTP hosts) is checked when an endpoint is
+//! created or changed, and again at connect time: the sending client resolves names through
+//! [`PublicOnlyResolver`], which refuses a name with any private or local address and hands
+//! the client the addresses it checked, so a DNS answer that changed since (DNS rebinding)
+//! cannot reach an internal service. Redirects are not followed.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use url::{Host, Url};
 
-// TODO(address_policy): switch to `crate::address_policy` once the providers branch lands.
-use crate::providers::smtp::is_private_or_local;
+use crate::address_policy::{self, is_private_or_local};
 
 /// Checks a webhook URL's form (scheme, host, no credentials); no DNS.
 pub fn check_form(raw: &str, allow_private: bool) -> Result<Url, String> {
@@ -57,18 +57,9 @@ pub async fn check(raw: &str, allow_private: bool) -> Result<Url, String> {
     }
     if let Some(Host::Domain(domain)) = url.host() {
         let port = url.port_or_known_default().unwrap_or(443);
-        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((domain, port))
+        address_policy::resolve_public(domain, port, false)
             .await
-            .map_err(|_| format!("host {domain} does not resolve"))?
-            .collect();
-        if addrs.is_empty() {
-            return Err(format!("host {domain} does not resolve"));
-        }
-        if addrs.iter().any(|a| is_private_or_local(a.ip())) {
-            return Err(format!(
-                "host {domain} resolves to a private or local address; webhook hosts must be public"
-            ));
-        }
+            .map_err(|e| e.to_string())?;
     }
     Ok(url)
 }
@@ -81,14 +72,7 @@ impl Resolve for PublicOnlyResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let host = name.as_str().to_owned();
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            if addrs.iter().any(|a| is_private_or_local(a.ip())) {
-                return Err(format!(
-                    "{host} resolves to a private or local address; webhook hosts must be public"
-                )
-                .into());
-            }
+            let addrs = address_policy::resolve_public(&host, 0, false).await?;
             let addrs: Addrs = Box::new(addrs.into_iter());
             Ok(addrs)
         })
@@ -116,5 +100,13 @@ mod tests {
             assert!(check_form(bad, false).is_err(), "{bad} should be refused");
         }
         assert!(check_form("http://127.0.0.1:9000/x", true).is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_connect_time_resolver_refuses_local_names() {
+        let refused = PublicOnlyResolver
+            .resolve("localhost".parse().expect("a name"))
+            .await;
+        assert!(refused.is_err());
     }
 }
