@@ -35,4 +35,5 @@ mod smtp_e2e;
 mod suppression;
 mod unknown_outcome;
 mod webhook_endpoints;
+mod webhooks_crash;
 mod webhooks_out;
