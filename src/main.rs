@@ -180,26 +180,26 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     let _ = telemetry::metrics_handle();
     match command {
         Command::Migrate => {
-            let pool = store::connect(&config.database_url, 2).await?;
+            let pool = store::connect(&config.database.url, 2).await?;
             store::migrate(&pool).await?;
             println!("migrations applied");
         }
         Command::Serve => {
-            let pool = store::connect_lazy(&config.database_url, config.db_pool_size)?;
+            let pool = store::connect_lazy(&config.database.url, config.database.pool_size)?;
             let state = Arc::new(intake::AppState::new(&config, pool)?);
-            let listener = tokio::net::TcpListener::bind(config.listen_addr).await?;
+            let listener = tokio::net::TcpListener::bind(config.intake.listen_addr).await?;
             intake::serve(listener, state, shutdown_signal()).await?;
         }
         Command::Worker => {
-            let pool = store::connect_lazy(&config.database_url, config.db_pool_size)?;
+            let pool = store::connect_lazy(&config.database.url, config.database.pool_size)?;
             worker::run(&config, pool, shutdown_signal()).await?;
         }
         Command::All => {
-            let pool = store::connect(&config.database_url, config.db_pool_size).await?;
+            let pool = store::connect(&config.database.url, config.database.pool_size).await?;
             store::migrate(&pool).await?;
             let shutdown = shutdown_signal();
             let state = Arc::new(intake::AppState::new(&config, pool.clone())?);
-            let listener = tokio::net::TcpListener::bind(config.listen_addr).await?;
+            let listener = tokio::net::TcpListener::bind(config.intake.listen_addr).await?;
             let intake_task = tokio::spawn(intake::serve(listener, state, shutdown.clone()));
             let worker_result = worker::run(&config, pool, shutdown.clone()).await;
             shutdown.cancel();
@@ -211,7 +211,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         } => {
             let tenant = communication::domain::TenantId::parse(&tenant)
                 .map_err(|m| anyhow::anyhow!("--tenant {m}"))?;
-            let pool = store::connect(&config.database_url, 2).await?;
+            let pool = store::connect(&config.database.url, 2).await?;
             let key = intake::auth::generate_api_key();
             store::api_keys::insert_api_key(
                 &pool,
@@ -228,7 +228,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Keys {
             action: KeysAction::Rotate,
         } => {
-            let pool = store::connect(&config.database_url, 2).await?;
+            let pool = store::connect(&config.database.url, 2).await?;
             let report = communication::rotation::rotate(&pool, &config.keyring).await?;
             println!(
                 "re-encrypted {} provider rows under key {}",
@@ -280,7 +280,7 @@ async fn dlq_command(action: DlqAction, config: &Config) -> anyhow::Result<()> {
                 replayed: pending.then_some(false),
                 ..Default::default()
             };
-            let pool = store::connect(&config.database_url, 2).await?;
+            let pool = store::connect(&config.database.url, 2).await?;
             let rows = dead_letters::list_dead_letters(&pool, &filter, limit).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -310,7 +310,7 @@ async fn dlq_command(action: DlqAction, config: &Config) -> anyhow::Result<()> {
         }
         DlqAction::Replay { ids, all, tenant } => {
             let tenant = parse_tenant(tenant)?;
-            let pool = store::connect(&config.database_url, 2).await?;
+            let pool = store::connect(&config.database.url, 2).await?;
             let ids = if all {
                 dead_letters::pending_replay_ids(&pool, tenant.as_deref(), i64::MAX).await?
             } else {
@@ -318,7 +318,7 @@ async fn dlq_command(action: DlqAction, config: &Config) -> anyhow::Result<()> {
             };
             let topology = communication::queue::Topology::new(&config.namespace, &config.retry);
             let publisher = Arc::new(communication::queue::Publisher::new(
-                config.amqp_url.clone(),
+                config.amqp.url.clone(),
                 "communication-dlq",
                 topology,
                 1,
@@ -344,7 +344,7 @@ async fn dlq_command(action: DlqAction, config: &Config) -> anyhow::Result<()> {
         DlqAction::PurgeQueue => {
             let topology = communication::queue::Topology::new(&config.namespace, &config.retry);
             let purged = communication::dlq::purge_dead_queue(
-                secrecy::ExposeSecret::expose_secret(&config.amqp_url),
+                secrecy::ExposeSecret::expose_secret(&config.amqp.url),
                 &topology.dead_queue(),
             )
             .await?;

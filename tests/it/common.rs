@@ -113,7 +113,7 @@ impl TestApp {
             Config::from_lookup(&|k| vars.get(k).cloned(), true).expect("test config is valid"),
         );
         let shutdown = CancellationToken::new();
-        let app_pool = communication::store::connect(&config.database_url, 4)
+        let app_pool = communication::store::connect(&config.database.url, 4)
             .await
             .expect("app pool");
         let state = Arc::new(
