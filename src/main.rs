@@ -8,8 +8,10 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+use chrono::{DateTime, Utc};
 use communication::config::Config;
-use communication::{intake, store, telemetry, worker};
+use communication::domain::TenantId;
+use communication::{dlq, intake, store, telemetry, worker};
 
 #[derive(Parser)]
 #[command(name = "communication", version, about = "Email and SMS delivery edge")]
@@ -53,12 +55,12 @@ enum Command {
 enum DlqAction {
     /// List dead letters, newest first (never their content).
     List {
-        #[arg(long)]
-        tenant: Option<String>,
+        #[arg(long, value_parser = tenant_arg)]
+        tenant: Option<TenantId>,
         /// Only those recorded at or after this RFC 3339 time.
-        #[arg(long)]
-        since: Option<String>,
-        #[arg(long, default_value_t = 50)]
+        #[arg(long, value_parser = time_arg)]
+        since: Option<DateTime<Utc>>,
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=10_000))]
         limit: i64,
         /// Only those not replayed yet.
         #[arg(long)]
@@ -77,8 +79,8 @@ enum DlqAction {
         #[arg(long)]
         all: bool,
         /// Only this tenant's dead letters.
-        #[arg(long)]
-        tenant: Option<String>,
+        #[arg(long, value_parser = tenant_arg)]
+        tenant: Option<TenantId>,
     },
     /// Empty the {ns}.dead queue (the broker-side copies; the table is kept).
     #[command(name = "purge-queue")]
@@ -89,8 +91,8 @@ enum DlqAction {
 enum ApiKeyAction {
     /// Create an API key for a tenant; the key is printed once.
     Create {
-        #[arg(long)]
-        tenant: String,
+        #[arg(long, value_parser = tenant_arg)]
+        tenant: TenantId,
         #[arg(long)]
         name: Option<String>,
     },
@@ -103,6 +105,16 @@ enum KeysAction {
     /// Re-encrypt every provider secret under ENCRYPTION_SECRET (old keys must still be in
     /// ENCRYPTION_SECRET_PREVIOUS).
     Rotate,
+}
+
+fn tenant_arg(s: &str) -> Result<TenantId, String> {
+    TenantId::parse(s)
+}
+
+fn time_arg(s: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| "must be an RFC 3339 time".into())
 }
 
 fn shutdown_signal() -> CancellationToken {
@@ -209,20 +221,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::ApiKey {
             action: ApiKeyAction::Create { tenant, name },
         } => {
-            let tenant = communication::domain::TenantId::parse(&tenant)
-                .map_err(|m| anyhow::anyhow!("--tenant {m}"))?;
             let pool = store::connect(&config.database.url, 2).await?;
-            let key = intake::auth::generate_api_key();
-            store::api_keys::insert_api_key(
-                &pool,
-                uuid::Uuid::new_v4(),
-                tenant.as_str(),
-                name.as_deref(),
-                &key.prefix,
-                &key.hash,
-            )
-            .await?;
-            println!("{}", key.key);
+            let issued = intake::api_keys::issue(&pool, &tenant, name.as_deref()).await?;
+            println!("{}", issued.key);
             eprintln!("API key for tenant {tenant} created; it is shown only once.");
         }
         Command::Keys {
@@ -248,14 +249,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
 /// `communication dlq …`: thin wrappers over `communication::dlq` and the store.
 async fn dlq_command(action: DlqAction, config: &Config) -> anyhow::Result<()> {
     use communication::store::dead_letters::{self, DeadLetterFilter};
-    let parse_tenant = |t: Option<String>| -> anyhow::Result<Option<String>> {
-        t.map(|t| {
-            communication::domain::TenantId::parse(&t)
-                .map(|t| t.as_str().to_owned())
-                .map_err(|m| anyhow::anyhow!("--tenant {m}"))
-        })
-        .transpose()
-    };
+    let topology = communication::queue::Topology::new(&config.namespace, &config.retry);
     match action {
         DlqAction::List {
             tenant,
@@ -264,18 +258,8 @@ async fn dlq_command(action: DlqAction, config: &Config) -> anyhow::Result<()> {
             pending,
             json,
         } => {
-            let since = since
-                .map(|s| {
-                    chrono::DateTime::parse_from_rfc3339(&s)
-                        .map(|t| t.with_timezone(&chrono::Utc))
-                        .map_err(|_| anyhow::anyhow!("--since must be an RFC 3339 time"))
-                })
-                .transpose()?;
-            if !(1..=10_000).contains(&limit) {
-                anyhow::bail!("--limit must be 1 to 10000");
-            }
             let filter = DeadLetterFilter {
-                tenant: parse_tenant(tenant)?,
+                tenant: tenant.map(|t| t.as_str().to_owned()),
                 since,
                 replayed: pending.then_some(false),
                 ..Default::default()
@@ -285,65 +269,29 @@ async fn dlq_command(action: DlqAction, config: &Config) -> anyhow::Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
-                println!(
-                    "{:<8} {:<20} {:<16} {:<36} {:<7} {:<20} REASON",
-                    "ID", "CREATED", "TENANT", "MESSAGE", "CHANNEL", "REPLAYED"
-                );
-                for r in &rows {
-                    let replayed = match (r.replayed_at, r.replayable) {
-                        (Some(at), _) => at.format("%Y-%m-%d %H:%M:%S").to_string(),
-                        (None, true) => "no".into(),
-                        (None, false) => "not replayable".into(),
-                    };
-                    println!(
-                        "{:<8} {:<20} {:<16} {:<36} {:<7} {:<20} {}",
-                        r.id,
-                        r.created_at.format("%Y-%m-%d %H:%M:%S"),
-                        r.tenant_id.as_deref().unwrap_or("-"),
-                        r.message_id.map(|m| m.to_string()).unwrap_or("-".into()),
-                        r.channel.as_deref().unwrap_or("-"),
-                        replayed,
-                        r.reason
-                    );
-                }
+                print!("{}", dlq::render_table(&rows));
             }
         }
         DlqAction::Replay { ids, all, tenant } => {
-            let tenant = parse_tenant(tenant)?;
+            let tenant = tenant.as_ref().map(TenantId::as_str);
             let pool = store::connect(&config.database.url, 2).await?;
             let ids = if all {
-                dead_letters::pending_replay_ids(&pool, tenant.as_deref(), i64::MAX).await?
+                dead_letters::pending_replay_ids(&pool, tenant, i64::MAX).await?
             } else {
                 ids
             };
-            let topology = communication::queue::Topology::new(&config.namespace, &config.retry);
             let publisher = Arc::new(communication::queue::Publisher::new(
                 config.amqp.url.clone(),
                 "communication-dlq",
                 topology,
                 1,
             ));
-            let mut refused = 0;
-            for id in &ids {
-                let outcome =
-                    communication::dlq::replay(&pool, &publisher, *id, tenant.as_deref(), "cli")
-                        .await?;
-                if !outcome.is_replayed() {
-                    refused += 1;
-                }
-                println!("dead letter {id}: {}", outcome.describe());
-            }
+            let replayed = dlq::replay_and_report(&pool, &publisher, &ids, tenant, all).await;
             publisher.close().await;
-            if all {
-                println!("{} replayed, {refused} not", ids.len() - refused);
-            }
-            if refused > 0 {
-                anyhow::bail!("{refused} of {} dead letters were not replayed", ids.len());
-            }
+            replayed?;
         }
         DlqAction::PurgeQueue => {
-            let topology = communication::queue::Topology::new(&config.namespace, &config.retry);
-            let purged = communication::dlq::purge_dead_queue(
+            let purged = dlq::purge_dead_queue(
                 secrecy::ExposeSecret::expose_secret(&config.amqp.url),
                 &topology.dead_queue(),
             )

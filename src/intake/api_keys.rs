@@ -73,22 +73,13 @@ pub async fn create(
             "is required",
         )]));
     };
-    let key = generate_api_key();
-    let id = Uuid::new_v4();
-    crate::store::api_keys::insert_api_key(
-        &state.pool,
-        id,
-        tenant.as_str(),
-        name.as_deref(),
-        &key.prefix,
-        &key.hash,
-    )
-    .await
-    .map_err(|e| ApiError::database("insert api key", e))?;
+    let key = issue(&state.pool, &tenant, name.as_deref())
+        .await
+        .map_err(|e| ApiError::database("insert api key", e))?;
     Ok((
         StatusCode::CREATED,
         axum::Json(json!({
-            "id": id,
+            "id": key.id,
             "tenant_id": tenant,
             "name": name,
             "key": key.key,
@@ -96,4 +87,28 @@ pub async fn create(
         })),
     )
         .into_response())
+}
+
+/// A tenant API key just issued. `key` exists only here: the store keeps its hash.
+pub struct IssuedApiKey {
+    pub id: Uuid,
+    pub key: String,
+    pub prefix: String,
+}
+
+/// Issues an API key for `tenant` (`POST /v1/api-keys` and `communication api-key create`).
+pub async fn issue(
+    pool: &sqlx::PgPool,
+    tenant: &TenantId,
+    name: Option<&str>,
+) -> Result<IssuedApiKey, sqlx::Error> {
+    let key = generate_api_key();
+    let id = Uuid::new_v4();
+    crate::store::api_keys::insert_api_key(pool, id, tenant.as_str(), name, &key.prefix, &key.hash)
+        .await?;
+    Ok(IssuedApiKey {
+        id,
+        key: key.key,
+        prefix: key.prefix,
+    })
 }
