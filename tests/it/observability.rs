@@ -643,9 +643,20 @@ fn the_deploy_files_set_only_variables_the_service_reads_and_all_it_requires() {
     let read = |p: &str| {
         std::fs::read_to_string(format!("{root}/{p}")).unwrap_or_else(|e| panic!("{p}: {e}"))
     };
-    // What the service reads: quoted names in the configuration and telemetry code, plus
+    // What the service reads: quoted names in the configuration (src/config/) and telemetry
+    // code, plus
     // RUST_LOG (tracing-subscriber's EnvFilter).
-    let mut known: BTreeSet<String> = ["src/config.rs", "src/telemetry.rs"]
+    let mut sources = vec!["src/telemetry.rs".to_owned()];
+    for entry in std::fs::read_dir(format!("{root}/src/config"))
+        .expect("src/config")
+        .flatten()
+    {
+        sources.push(format!(
+            "src/config/{}",
+            entry.file_name().to_string_lossy()
+        ));
+    }
+    let mut known: BTreeSet<String> = sources
         .iter()
         .flat_map(|p| {
             read(p)
