@@ -12,6 +12,7 @@ pub mod json;
 pub mod messages;
 pub mod openapi;
 pub mod providers;
+pub mod query;
 pub mod send;
 pub mod webhooks;
 

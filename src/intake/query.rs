@@ -1,0 +1,45 @@
+//! [`QueryParams<T>`]: a query string read into a typed struct. A problem is a 400
+//! `validation_failed` naming the parameter (`limit: must be 1 to 200`), worded by the type's
+//! [`RequestFields`]; an unknown parameter is refused, so a typo is not silently ignored.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+
+use super::error::ApiError;
+use super::json::{FieldProblem, RequestFields};
+use crate::domain::FieldError;
+
+pub struct QueryParams<T>(pub T);
+
+impl<S: Send + Sync, T: RequestFields> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parse_query(parts.uri.query().unwrap_or("")).map(QueryParams)
+    }
+}
+
+/// Parses a query string into `T`; a problem is a 400 naming the parameter.
+pub fn parse_query<T: RequestFields>(query: &str) -> Result<T, ApiError> {
+    let pairs = form_urlencoded::parse(query.as_bytes());
+    let e = match serde_path_to_error::deserialize(serde_urlencoded::Deserializer::new(pairs)) {
+        Ok(params) => return Ok(params),
+        Err(e) => e,
+    };
+    let problem = FieldProblem::new(e.path().to_string(), &e.inner().to_string());
+    let mut error = ApiError::validation(vec![T::field_error(&problem)]);
+    error.status = axum::http::StatusCode::BAD_REQUEST;
+    Err(error)
+}
+
+/// A refusal of parameters that parsed but do not go together (or out of range): 400.
+pub fn invalid(errors: Vec<FieldError>) -> ApiError {
+    let mut error = ApiError::validation(errors);
+    error.status = axum::http::StatusCode::BAD_REQUEST;
+    error
+}
+
+/// An unknown parameter in the words of the query APIs.
+pub fn unknown_filter(problem: &FieldProblem) -> FieldError {
+    FieldError::new(problem.path.clone(), "is not a known filter")
+}
