@@ -22,6 +22,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::crypto::Keyring;
 use crate::domain::Channel;
 use crate::queue::Publisher;
 use crate::store::dead_letters::{self, ReplayClaim};
@@ -110,14 +111,17 @@ impl ReplayOutcome {
 }
 
 /// Replays one dead letter (optionally only if it belongs to `tenant`); `by` is recorded.
+/// `keyring` opens its sealed body.
 pub async fn replay(
     pool: &PgPool,
+    keyring: &Keyring,
     publisher: &Arc<Publisher>,
     id: i64,
     tenant: Option<&str>,
     by: &str,
 ) -> Result<ReplayOutcome, sqlx::Error> {
-    let claim = dead_letters::claim_replay(pool, id, tenant, by, REPLAY_CLAIM_STALE).await?;
+    let claim =
+        dead_letters::claim_replay(pool, keyring, id, tenant, by, REPLAY_CLAIM_STALE).await?;
     let (message_id, tenant_id, routing_key, body, resumed) = match claim {
         ReplayClaim::Ready {
             message_id,
@@ -217,6 +221,7 @@ pub fn render_table(rows: &[dead_letters::DeadLetterRow]) -> String {
 /// summary line when `summary`). Fails, after trying them all, if any was not replayed.
 pub async fn replay_and_report(
     pool: &PgPool,
+    keyring: &Keyring,
     publisher: &Arc<Publisher>,
     ids: &[i64],
     tenant: Option<&str>,
@@ -224,7 +229,7 @@ pub async fn replay_and_report(
 ) -> anyhow::Result<()> {
     let mut refused = 0;
     for id in ids {
-        let outcome = replay(pool, publisher, *id, tenant, "cli").await?;
+        let outcome = replay(pool, keyring, publisher, *id, tenant, "cli").await?;
         if !outcome.is_replayed() {
             refused += 1;
         }

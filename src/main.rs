@@ -286,7 +286,8 @@ async fn dlq_command(action: DlqAction, config: &Config) -> anyhow::Result<()> {
                 topology,
                 1,
             ));
-            let replayed = dlq::replay_and_report(&pool, &publisher, &ids, tenant, all).await;
+            let replayed =
+                dlq::replay_and_report(&pool, &config.keyring, &publisher, &ids, tenant, all).await;
             publisher.close().await;
             replayed?;
         }

@@ -287,6 +287,7 @@ pub async fn replay(
     let id: i64 = id.parse().map_err(|_| ApiError::not_found("dead letter"))?;
     let outcome = dlq::replay(
         &state.pool,
+        &state.keyring,
         &state.publisher,
         id,
         scope.map(|t| t.as_str()),
@@ -391,9 +392,16 @@ pub async fn replay_many(
     };
     let mut results = Vec::with_capacity(ids.len());
     for id in ids {
-        let outcome = dlq::replay(&state.pool, &state.publisher, id, scope.as_deref(), "api")
-            .await
-            .map_err(|e| ApiError::database("replay dead letter", e))?;
+        let outcome = dlq::replay(
+            &state.pool,
+            &state.keyring,
+            &state.publisher,
+            id,
+            scope.as_deref(),
+            "api",
+        )
+        .await
+        .map_err(|e| ApiError::database("replay dead letter", e))?;
         results.push(ReplayResult::of(id, &outcome));
     }
     let replayed = results.iter().filter(|r| r.message_id.is_some()).count();
