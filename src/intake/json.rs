@@ -25,7 +25,7 @@ pub struct FieldProblem {
     /// serde_path_to_error's path: `content.subject`, `ids[3]`, `limit`.
     pub path: String,
     pub kind: ProblemKind,
-    /// serde's own message, for a type that quotes it.
+    /// serde's own message (for `Other`, and for a type that quotes it).
     pub message: String,
 }
 
@@ -36,8 +36,8 @@ pub enum ProblemKind {
     /// A value of the wrong type or out of the type's range; `expected` is serde's wording
     /// (`a string`, `u64`, `struct MessageContent`).
     WrongType { expected: String },
-    /// Anything else (a custom parser's message, a duplicate field).
-    Other { message: String },
+    /// Anything else (a custom parser's message, a duplicate field): `message` says it.
+    Other,
 }
 
 impl FieldProblem {
@@ -54,9 +54,7 @@ impl FieldProblem {
                 expected: expected.to_owned(),
             }
         } else {
-            ProblemKind::Other {
-                message: message.to_owned(),
-            }
+            ProblemKind::Other
         };
         FieldProblem {
             path,
@@ -75,7 +73,7 @@ impl FieldProblem {
         let message = match &self.kind {
             ProblemKind::UnknownField => "is not a known field".to_owned(),
             ProblemKind::WrongType { expected } => must_be(expected),
-            ProblemKind::Other { message } => message.clone(),
+            ProblemKind::Other => self.message.clone(),
         };
         FieldError::new(self.path.clone(), message)
     }
