@@ -154,7 +154,7 @@ impl RequestFields for DeadLetterQuery {
             "replayed" => "must be true or false",
             "cursor" => "is not a cursor from this API",
             "limit" => "must be 1 to 200",
-            _ => return query::unknown_filter(problem),
+            _ => return problem.generic(),
         };
         FieldError::new(problem.field(), message)
     }

@@ -33,10 +33,12 @@ pub struct FieldProblem {
 pub enum ProblemKind {
     /// A field the type does not have.
     UnknownField,
+    /// A field given twice.
+    Duplicate,
     /// A value of the wrong type or out of the type's range; `expected` is serde's wording
     /// (`a string`, `u64`, `struct MessageContent`).
     WrongType { expected: String },
-    /// Anything else (a custom parser's message, a duplicate field): `message` says it.
+    /// Anything else (a custom parser's message): `message` says it.
     Other,
 }
 
@@ -45,6 +47,8 @@ impl FieldProblem {
     pub fn new(path: String, message: &str) -> FieldProblem {
         let kind = if message.starts_with("unknown field") {
             ProblemKind::UnknownField
+        } else if message.starts_with("duplicate field") {
+            ProblemKind::Duplicate
         } else if let Some((_, expected)) = message
             .strip_prefix("invalid type: ")
             .or_else(|| message.strip_prefix("invalid value: "))
@@ -55,6 +59,12 @@ impl FieldProblem {
             }
         } else {
             ProblemKind::Other
+        };
+        // serde reports a duplicate at the object holding it: name the field itself.
+        let path = match (&kind, message.split('`').nth(1)) {
+            (ProblemKind::Duplicate, Some(name)) if path == "." => name.to_owned(),
+            (ProblemKind::Duplicate, Some(name)) => format!("{path}.{name}"),
+            _ => path,
         };
         FieldProblem {
             path,
@@ -72,6 +82,7 @@ impl FieldProblem {
     pub fn generic(&self) -> FieldError {
         let message = match &self.kind {
             ProblemKind::UnknownField => "is not a known field".to_owned(),
+            ProblemKind::Duplicate => "is given more than once".to_owned(),
             ProblemKind::WrongType { expected } => must_be(expected),
             ProblemKind::Other => self.message.clone(),
         };
@@ -391,6 +402,16 @@ mod tests {
             ),
             (r#"{"ids": [1, "x"]}"#, "ids[1]", "must be an integer"),
             (r#"{"ids": {}}"#, "ids", "must be an array"),
+            (
+                r#"{"name": "a", "name": "b"}"#,
+                "name",
+                "is given more than once",
+            ),
+            (
+                r#"{"inner": {"flag": true, "flag": false}}"#,
+                "inner.flag",
+                "is given more than once",
+            ),
         ];
         for (body, field, message) in cases {
             let (status, errors) = problem(body);

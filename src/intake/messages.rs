@@ -245,7 +245,7 @@ impl RequestFields for MessageQuery {
             "since" | "until" => "must be an RFC 3339 time",
             "cursor" => "is not a cursor from this API",
             "limit" => "must be 1 to 200",
-            _ => return query::unknown_filter(problem),
+            _ => return problem.generic(),
         };
         FieldError::new(problem.field(), message)
     }
@@ -323,6 +323,11 @@ mod tests {
             ("cursor=nope", "cursor", "is not a cursor from this API"),
             ("limit=many", "limit", "must be 1 to 200"),
             ("colour=red", "colour", "is not a known filter"),
+            (
+                "status=sent&status=failed",
+                "status",
+                "is given more than once",
+            ),
         ];
         for (q, field, message) in cases {
             let e = query::parse_query::<MessageQuery>(q).expect_err(q);

@@ -1,12 +1,13 @@
 //! [`QueryParams<T>`]: a query string read into a typed struct. A problem is a 400
-//! `validation_failed` naming the parameter (`limit: must be 1 to 200`), worded by the type's
-//! [`RequestFields`]; an unknown parameter is refused, so a typo is not silently ignored.
+//! `validation_failed` naming the parameter (`limit: must be 1 to 200`): a bad value worded by
+//! the type's [`RequestFields`]; an unknown parameter (a typo is not silently ignored) or one
+//! given twice worded here.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
 use super::error::ApiError;
-use super::json::{FieldProblem, RequestFields};
+use super::json::{FieldProblem, ProblemKind, RequestFields};
 use crate::domain::FieldError;
 
 pub struct QueryParams<T>(pub T);
@@ -27,9 +28,12 @@ pub fn parse_query<T: RequestFields>(query: &str) -> Result<T, ApiError> {
         Err(e) => e,
     };
     let problem = FieldProblem::new(e.path().to_string(), &e.inner().to_string());
-    let mut error = ApiError::validation(vec![T::field_error(&problem)]);
-    error.status = axum::http::StatusCode::BAD_REQUEST;
-    Err(error)
+    let error = match problem.kind {
+        ProblemKind::UnknownField => FieldError::new(problem.path, "is not a known filter"),
+        ProblemKind::Duplicate => problem.generic(),
+        _ => T::field_error(&problem),
+    };
+    Err(invalid(vec![error]))
 }
 
 /// A refusal of parameters that parsed but do not go together (or out of range): 400.
@@ -37,9 +41,4 @@ pub fn invalid(errors: Vec<FieldError>) -> ApiError {
     let mut error = ApiError::validation(errors);
     error.status = axum::http::StatusCode::BAD_REQUEST;
     error
-}
-
-/// An unknown parameter in the words of the query APIs.
-pub fn unknown_filter(problem: &FieldProblem) -> FieldError {
-    FieldError::new(problem.path.clone(), "is not a known filter")
 }
