@@ -7,8 +7,8 @@
 //! Structural problems (a wrong type, an unknown field) stop at the first; the domain's
 //! parsers then report every semantic problem at once.
 //!
-//! [`JsonObject`], [`OptionalJsonObject`] and [`Fields`] are the field-by-field reader of the
-//! routes not typed yet (the providers API).
+//! [`JsonObject`] and [`OptionalJsonObject`] read a body as a JSON object, for the providers
+//! API (which reads it into its types with `providers::schema::from_object`).
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
@@ -247,110 +247,6 @@ impl<S: Send + Sync> FromRequest<S> for OptionalJsonObject {
         }
         require_json(&headers)?;
         parse_object(&bytes).map(|m| OptionalJsonObject(Some(m)))
-    }
-}
-
-/// Reads typed fields out of a JSON object, collecting one error per bad field.
-pub struct Fields {
-    map: Map<String, Value>,
-    pub errors: Vec<FieldError>,
-}
-
-impl Fields {
-    pub fn new(map: Map<String, Value>) -> Fields {
-        Fields {
-            map,
-            errors: Vec::new(),
-        }
-    }
-
-    /// Rejects fields outside `known` (catches typos like `contnet`).
-    pub fn only(&mut self, known: &[&str]) {
-        let unknown: Vec<String> = self
-            .map
-            .keys()
-            .filter(|k| !known.contains(&k.as_str()))
-            .cloned()
-            .collect();
-        for k in unknown {
-            self.errors.push(FieldError::new(k, "is not a known field"));
-        }
-    }
-
-    pub fn has(&self, name: &str) -> bool {
-        self.map.get(name).is_some_and(|v| !v.is_null())
-    }
-
-    pub fn string(&mut self, name: &str) -> Option<String> {
-        match self.map.get(name) {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(_) => {
-                self.errors.push(FieldError::new(name, "must be a string"));
-                None
-            }
-        }
-    }
-
-    pub fn bool(&mut self, name: &str) -> Option<bool> {
-        match self.map.get(name) {
-            None | Some(Value::Null) => None,
-            Some(Value::Bool(b)) => Some(*b),
-            Some(_) => {
-                self.errors
-                    .push(FieldError::new(name, "must be true or false"));
-                None
-            }
-        }
-    }
-
-    pub fn integer(&mut self, name: &str, min: i64, max: i64) -> Option<i64> {
-        match self.map.get(name) {
-            None | Some(Value::Null) => None,
-            Some(v) => match v.as_i64() {
-                Some(n) if (min..=max).contains(&n) => Some(n),
-                _ => {
-                    self.errors.push(FieldError::new(
-                        name,
-                        format!("must be an integer between {min} and {max}"),
-                    ));
-                    None
-                }
-            },
-        }
-    }
-
-    pub fn uuid(&mut self, name: &str) -> Option<uuid::Uuid> {
-        let s = self.string(name)?;
-        match uuid::Uuid::parse_str(&s) {
-            Ok(u) => Some(u),
-            Err(_) => {
-                self.errors.push(FieldError::new(name, "must be a UUID"));
-                None
-            }
-        }
-    }
-
-    pub fn object(&mut self, name: &str) -> Option<Map<String, Value>> {
-        match self.map.get(name) {
-            None | Some(Value::Null) => None,
-            Some(Value::Object(m)) => Some(m.clone()),
-            Some(_) => {
-                self.errors
-                    .push(FieldError::new(name, "must be a JSON object"));
-                None
-            }
-        }
-    }
-
-    pub fn raw(&self, name: &str) -> Option<&Value> {
-        self.map.get(name).filter(|v| !v.is_null())
-    }
-
-    pub fn require(&mut self, name: &str) {
-        if !self.has(name) {
-            self.errors.push(FieldError::new(name, "is required"));
-        }
     }
 }
 

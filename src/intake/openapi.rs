@@ -5,7 +5,7 @@
 //! beside their handlers; error bodies and the shared error responses in `error.rs`).
 //!
 //! Here: the document's info, tags and security, the schema of the domain's `Channel`, and
-//! (until the providers API reads typed bodies) the types that describe its bodies.
+//! (until the receipts route answers typed) the type that describes its answer.
 
 use std::borrow::Cow;
 use std::sync::OnceLock;
@@ -13,7 +13,6 @@ use std::sync::OnceLock;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use serde_json::Value;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ObjectBuilder, RefOr, Schema, Type};
 use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
@@ -39,93 +38,8 @@ impl ToSchema for Channel {
     }
 }
 
-// The providers API (`providers.rs`) and the receipts (`webhooks.rs`) still read bodies field
-// by field; these types describe them for the document until those routes read typed bodies.
-
-/// Body of `POST /v1/providers`.
-#[derive(Serialize, ToSchema)]
-pub struct ProviderCreate {
-    /// Unique per tenant.
-    pub name: String,
-    pub channel: Channel,
-    /// system, twilio, vonage, resend, sendgrid, postmark, mailgun, smtp.
-    pub kind: String,
-    /// Lower is tried first.
-    pub priority: Option<i32>,
-    pub enabled: Option<bool>,
-    /// Kind-specific settings; secret fields are encrypted at rest and masked in responses.
-    pub config: Value,
-}
-
-/// Body of `PATCH /v1/providers/{id}`: any of these; `config` fields are merged.
-#[derive(Serialize, ToSchema)]
-pub struct ProviderPatch {
-    pub name: Option<String>,
-    pub priority: Option<i32>,
-    pub enabled: Option<bool>,
-    pub config: Option<Value>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct ProviderTestResult {
-    pub at: chrono::DateTime<chrono::Utc>,
-    pub ok: Option<bool>,
-    pub detail: Option<String>,
-}
-
-/// A provider; secrets in `config` are masked (at most the last 4 characters shown).
-#[derive(Serialize, ToSchema)]
-pub struct ProviderView {
-    pub id: Uuid,
-    pub name: String,
-    pub channel: Channel,
-    pub kind: String,
-    pub priority: i32,
-    pub enabled: bool,
-    pub config: Value,
-    /// `tenant` or `platform`.
-    pub scope: String,
-    pub last_test: Option<ProviderTestResult>,
-    pub created_at: chrono::DateTime<chrono::Utc>,
-    pub updated_at: chrono::DateTime<chrono::Utc>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct ProviderList {
-    pub items: Vec<ProviderView>,
-}
-
-/// Result of `POST /v1/providers/{id}/test`.
-#[derive(Serialize, ToSchema)]
-pub struct ProviderCheck {
-    pub id: Uuid,
-    pub ok: bool,
-    pub detail: String,
-    /// transient, provider_permanent or recipient_permanent when `ok` is false.
-    pub error_class: Option<String>,
-    pub latency_ms: u64,
-    pub tested_at: chrono::DateTime<chrono::Utc>,
-    /// Present when the request had `send_to`.
-    pub test_message: Option<ProviderTestMessage>,
-}
-
-/// Optional body of `POST /v1/providers/{id}/test`.
-#[derive(Serialize, ToSchema)]
-pub struct ProviderTestRequest {
-    /// An email address (email providers) or an E.164 number (SMS providers) that receives a
-    /// short test message through the pipeline, pinned to this provider, if the check passes.
-    pub send_to: Option<String>,
-}
-
-/// The test message of `send_to`: queued (follow it with `GET /v1/messages/{id}`), or
-/// skipped because the check failed.
-#[derive(Serialize, ToSchema)]
-pub struct ProviderTestMessage {
-    pub id: Option<Uuid>,
-    /// `queued` or `skipped`.
-    pub status: String,
-    pub detail: Option<String>,
-}
+// The receipts (`webhooks.rs`) still answer with `json!`; this type describes that answer for
+// the document until the route answers it typed.
 
 /// Answer to a delivery receipt.
 #[derive(Serialize, ToSchema)]
