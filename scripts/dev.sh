@@ -14,21 +14,28 @@ wait_port() {
   echo "service on port $1 did not come up" >&2; return 1
 }
 
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo=sudo
+
 # Installs Debian/Ubuntu packages (as root, or through sudo).
 install_packages() {
   command -v apt-get >/dev/null || { echo "$* missing and no apt-get here: install them first" >&2; exit 1; }
-  local sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo=sudo
   log "installing $* from the OS packages"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
 }
 
 if ! port_open 5432; then
-  command -v pg_ctlcluster >/dev/null && ls /etc/postgresql/*/main >/dev/null 2>&1 \
-    || install_packages postgresql
+  if ! { command -v pg_ctlcluster >/dev/null && ls /etc/postgresql/*/main >/dev/null 2>&1; }; then
+    install_packages postgresql
+    # A fresh cluster asks a password on 127.0.0.1; this local one trusts it, as the tests
+    # and the commands below expect (user postgres, no password).
+    for hba in /etc/postgresql/*/main/pg_hba.conf; do
+      $sudo sed -i -E 's#^(host[[:space:]]+all[[:space:]]+all[[:space:]]+(127\.0\.0\.1/32|::1/128)[[:space:]]+)[a-z0-9-]+#\1trust#' "$hba"
+    done
+  fi
   log "starting PostgreSQL"
-  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start
+  $sudo pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start
   wait_port 5432
 fi
 if ! port_open 6379; then
@@ -40,9 +47,9 @@ fi
 if ! port_open 5672; then
   command -v rabbitmq-server >/dev/null || install_packages rabbitmq-server
   log "starting RabbitMQ"
-  rabbitmq-server -detached
+  $sudo rabbitmq-server -detached
   wait_port 5672
-  for _ in $(seq 1 60); do rabbitmqctl await_startup >/dev/null 2>&1 && break; sleep 1; done
+  for _ in $(seq 1 60); do $sudo rabbitmqctl await_startup >/dev/null 2>&1 && break; sleep 1; done
 fi
 command -v psql >/dev/null || install_packages postgresql-client
 command -v curl >/dev/null || install_packages curl
