@@ -10,6 +10,7 @@ use super::error::ApiError;
 use super::json::{FieldProblem, ProblemKind, RequestFields};
 use crate::domain::FieldError;
 
+/// A query string read into `T` (see the module docs).
 pub struct QueryParams<T>(pub T);
 
 impl<S: Send + Sync, T: RequestFields> FromRequestParts<S> for QueryParams<T> {
