@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -21,7 +21,7 @@ use uuid::Uuid;
 use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
-use super::json::{Fields, JsonObject};
+use super::json::{JsonBody, RequestFields};
 use crate::domain::{Channel, FieldError, Recipient, SuppressionReason, normalize_recipient};
 use crate::store::suppressions::{
     self as store, NewSuppression, SuppressionFilter, SuppressionRow,
@@ -35,7 +35,8 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
 }
 
 /// Body of `POST /v1/suppressions`.
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SuppressionCreate {
     /// `email` or `sms`.
     #[schema(example = "email")]
@@ -47,6 +48,8 @@ pub struct SuppressionCreate {
     #[schema(example = "manual")]
     pub reason: Option<String>,
 }
+
+impl RequestFields for SuppressionCreate {}
 
 /// One suppressed recipient.
 #[derive(Serialize, ToSchema)]
@@ -201,50 +204,35 @@ pub async fn list(
 pub async fn create(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    JsonObject(body): JsonObject,
+    JsonBody(body): JsonBody<SuppressionCreate>,
 ) -> Result<Response, ApiError> {
     let tenant = caller.tenant()?;
-    let mut fields = Fields::new(body);
-    fields.only(&["channel", "recipient", "reason"]);
-    fields.require("channel");
-    fields.require("recipient");
-    let channel = fields.string("channel").and_then(|c| {
-        let parsed = Channel::parse(&c);
-        if parsed.is_none() {
-            fields
-                .errors
-                .push(FieldError::new("channel", "must be email or sms"));
-        }
-        parsed
-    });
-    let recipient = fields.string("recipient");
-    let reason = match fields.string("reason") {
+    let mut errors = Vec::new();
+    let channel = Channel::parse(&body.channel);
+    if channel.is_none() {
+        errors.push(FieldError::new("channel", "must be email or sms"));
+    }
+    let reason = match body.reason.as_deref() {
         None => Some(SuppressionReason::Manual),
-        Some(r) => {
-            let parsed = SuppressionReason::parse(&r);
-            if parsed.is_none() {
-                fields.errors.push(FieldError::new(
-                    "reason",
-                    "must be hard_bounce, complaint, opted_out, invalid_recipient or manual",
-                ));
-            }
-            parsed
+        Some(r) => SuppressionReason::parse(r),
+    };
+    if reason.is_none() {
+        errors.push(FieldError::new(
+            "reason",
+            "must be hard_bounce, complaint, opted_out, invalid_recipient or manual",
+        ));
+    }
+    let recipient = channel.and_then(|c| match Recipient::parse(c, &body.recipient) {
+        Ok(r) => Some(normalize_recipient(c, r.as_str())),
+        Err(m) => {
+            errors.push(FieldError::new("recipient", m));
+            None
         }
-    };
-    let recipient = match (channel, recipient) {
-        (Some(c), Some(r)) => match Recipient::parse(c, &r) {
-            Ok(r) => Some(normalize_recipient(c, r.as_str())),
-            Err(m) => {
-                fields.errors.push(FieldError::new("recipient", m));
-                None
-            }
-        },
-        _ => None,
-    };
+    });
     let (Some(channel), Some(recipient), Some(reason), true) =
-        (channel, recipient, reason, fields.errors.is_empty())
+        (channel, recipient, reason, errors.is_empty())
     else {
-        return Err(ApiError::validation(fields.errors));
+        return Err(ApiError::validation(errors));
     };
     let (row, created) = store::add(
         &state.pool,

@@ -12,8 +12,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
-use serde::Serialize;
-use serde_json::Value;
+use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -22,7 +21,7 @@ use uuid::Uuid;
 use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
-use super::json::{Fields, JsonObject};
+use super::json::{JsonBody, RequestFields};
 use crate::domain::FieldError;
 use crate::notify::events::EventType;
 use crate::notify::{signing, target};
@@ -40,9 +39,9 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(rotate_secret))
 }
 
-/// Body of `POST /v1/webhook-endpoints` (every field but `url` and `events` optional; in a
-/// `PATCH`, every field optional).
-#[derive(Serialize, ToSchema)]
+/// Body of `POST /v1/webhook-endpoints`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct EndpointCreate {
     /// Where events are POSTed: https, a public host.
     #[schema(example = "https://hooks.example.com/communication")]
@@ -54,6 +53,28 @@ pub struct EndpointCreate {
     pub description: Option<String>,
     /// Default true.
     pub enabled: Option<bool>,
+}
+
+impl RequestFields for EndpointCreate {}
+
+/// Body of `PATCH /v1/webhook-endpoints/{id}`: only the fields to change; `description: null`
+/// clears it; `enabled: true` re-enables an endpoint disabled after failures.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointPatch {
+    pub url: Option<String>,
+    pub events: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Option<String>>,
+    pub enabled: Option<bool>,
+}
+
+impl RequestFields for EndpointPatch {}
+
+/// A field that is present (`Some`, possibly `Some(None)` for `null`) or absent (`None`).
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
 }
 
 /// An endpoint (never its secret).
@@ -116,32 +137,25 @@ fn parse_id(id: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(id).map_err(|_| ApiError::not_found("webhook endpoint"))
 }
 
-fn read_events(fields: &mut Fields) -> Option<Vec<String>> {
-    let raw = fields.raw("events")?.clone();
-    let Some(list) = raw.as_array() else {
-        fields
-            .errors
-            .push(FieldError::new("events", "must be an array of event types"));
-        return None;
-    };
+fn check_events(raw: &[String], errors: &mut Vec<FieldError>) -> Option<Vec<String>> {
     let mut seen = HashSet::new();
     let mut events = Vec::new();
-    for item in list {
-        match item.as_str().and_then(EventType::parse) {
+    for item in raw {
+        match EventType::parse(item) {
             Some(e) if seen.insert(e) => events.push(e.as_str().to_owned()),
             Some(_) => {}
             None => {
                 let all: Vec<&str> = EventType::ALL.iter().map(|e| e.as_str()).collect();
-                fields.errors.push(FieldError::new(
+                errors.push(FieldError::new(
                     "events",
-                    format!("{item} is not an event type; use {}", all.join(", ")),
+                    format!("{item:?} is not an event type; use {}", all.join(", ")),
                 ));
                 return None;
             }
         }
     }
     if events.is_empty() {
-        fields.errors.push(FieldError::new(
+        errors.push(FieldError::new(
             "events",
             "must name at least one event type",
         ));
@@ -150,37 +164,27 @@ fn read_events(fields: &mut Fields) -> Option<Vec<String>> {
     Some(events)
 }
 
-/// `Some(None)` clears it (`"description": null`, seen by the caller in the raw body).
-fn read_description(fields: &mut Fields, cleared: bool) -> Option<Option<String>> {
-    match fields.raw("description") {
-        None if cleared => Some(None),
-        None => None,
-        Some(_) => {
-            let d = fields.string("description")?;
-            if d.chars().count() > 500 {
-                fields.errors.push(FieldError::new(
-                    "description",
-                    "must be at most 500 characters",
-                ));
-                return None;
-            }
-            Some(Some(d))
-        }
-    }
-}
-
-async fn read_url(state: &AppState, fields: &mut Fields) -> Option<String> {
-    let url = fields.string("url")?;
-    if url.len() > 2000 {
-        fields
-            .errors
-            .push(FieldError::new("url", "must be at most 2000 characters"));
+fn check_description(d: Option<String>, errors: &mut Vec<FieldError>) -> Option<String> {
+    let d = d?;
+    if d.chars().count() > 500 {
+        errors.push(FieldError::new(
+            "description",
+            "must be at most 500 characters",
+        ));
         return None;
     }
-    match target::check(&url, state.provider_ctx.allow_private_hosts).await {
+    Some(d)
+}
+
+async fn check_url(state: &AppState, url: &str, errors: &mut Vec<FieldError>) -> Option<String> {
+    if url.len() > 2000 {
+        errors.push(FieldError::new("url", "must be at most 2000 characters"));
+        return None;
+    }
+    match target::check(url, state.provider_ctx.allow_private_hosts).await {
         Ok(u) => Some(u.to_string()),
         Err(m) => {
-            fields.errors.push(FieldError::new("url", m));
+            errors.push(FieldError::new("url", m));
             None
         }
     }
@@ -203,19 +207,16 @@ async fn read_url(state: &AppState, fields: &mut Fields) -> Option<String> {
 pub async fn create(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    JsonObject(body): JsonObject,
+    JsonBody(body): JsonBody<EndpointCreate>,
 ) -> Result<Response, ApiError> {
     let tenant = caller.tenant()?;
-    let mut fields = Fields::new(body);
-    fields.only(&["url", "events", "description", "enabled"]);
-    fields.require("url");
-    fields.require("events");
-    let url = read_url(&state, &mut fields).await;
-    let events = read_events(&mut fields);
-    let description = read_description(&mut fields, false).flatten();
-    let enabled = fields.bool("enabled").unwrap_or(true);
-    let (Some(url), Some(events), true) = (url, events, fields.errors.is_empty()) else {
-        return Err(ApiError::validation(fields.errors));
+    let mut errors = Vec::new();
+    let url = check_url(&state, &body.url, &mut errors).await;
+    let events = check_events(&body.events, &mut errors);
+    let description = check_description(body.description, &mut errors);
+    let enabled = body.enabled.unwrap_or(true);
+    let (Some(url), Some(events), true) = (url, events, errors.is_empty()) else {
+        return Err(ApiError::validation(errors));
     };
     let existing = store::list(&state.pool, tenant.as_str())
         .await
@@ -316,7 +317,7 @@ pub(super) async fn load(
     tag = "webhook-endpoints",
     summary = "Change an endpoint's url, events, description or enabled (enabling clears a disable)",
     params(("id" = Uuid, Path, description = "The endpoint's id")),
-    request_body = EndpointCreate,
+    request_body = EndpointPatch,
     responses(
         (status = 200, description = "The changed endpoint", body = Endpoint),
         (status = 401, description = "Missing or invalid credentials", body = super::openapi::Problem, content_type = "application/problem+json"),
@@ -328,21 +329,26 @@ pub async fn patch(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(id): Path<String>,
-    JsonObject(body): JsonObject,
+    JsonBody(body): JsonBody<EndpointPatch>,
 ) -> Result<Response, ApiError> {
     let tenant = caller.tenant()?;
     let id = parse_id(&id)?;
-    let clears_description = body.get("description").is_some_and(Value::is_null);
-    let mut fields = Fields::new(body);
-    fields.only(&["url", "events", "description", "enabled"]);
-    let change = EndpointChange {
-        url: read_url(&state, &mut fields).await,
-        events: read_events(&mut fields),
-        description: read_description(&mut fields, clears_description),
-        enabled: fields.bool("enabled"),
+    let mut errors = Vec::new();
+    let url = match &body.url {
+        Some(u) => check_url(&state, u, &mut errors).await,
+        None => None,
     };
-    if !fields.errors.is_empty() {
-        return Err(ApiError::validation(fields.errors));
+    let change = EndpointChange {
+        url,
+        events: body
+            .events
+            .as_deref()
+            .and_then(|e| check_events(e, &mut errors)),
+        description: body.description.map(|d| check_description(d, &mut errors)),
+        enabled: body.enabled,
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
     }
     let row = store::update(&state.pool, tenant.as_str(), id, &change)
         .await

@@ -28,10 +28,10 @@ pub fn spawn(
     shutdown: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let settings = config.notify.clone();
-    let pool = crate::store::connect_lazy(&config.database_url, DB_POOL_SIZE)?;
+    let pool = crate::store::connect_lazy(&config.database.url, DB_POOL_SIZE)?;
     let topology = WebhookTopology::new(&config.namespace, &settings.retry_schedule);
     let publisher = Arc::new(Publisher::new(
-        config.amqp_url.clone(),
+        config.amqp.url.clone(),
         &crate::queue::connection_name(&config.namespace, "webhook-publisher"),
         Topology::new(&config.namespace, &config.retry),
         2,
@@ -39,13 +39,13 @@ pub fn spawn(
     let sender = Arc::new(WebhookSender {
         pool: pool.clone(),
         keyring: config.keyring.clone(),
-        http: http_client(&settings, config.allow_private_hosts)?,
+        http: http_client(&settings, config.providers.allow_private_hosts)?,
         settings: settings.clone(),
-        allow_private: config.allow_private_hosts,
+        allow_private: config.providers.allow_private_hosts,
         publisher: publisher.clone(),
         topology: topology.clone(),
     });
-    let amqp_url = config.amqp_url.clone();
+    let amqp_url = config.amqp.url.clone();
     let name = crate::queue::connection_name(&config.namespace, "webhooks");
     Ok(tokio::spawn(async move {
         let relay = tokio::spawn(super::relay::run(

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::config::ConfigError;
+use crate::config::{ConfigError, Lookup};
 
 /// Typed settings of this area; see the README's configuration table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,59 +68,67 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 }
 
 impl NotifySettings {
-    pub fn from_lookup(
-        get: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<NotifySettings, ConfigError> {
+    /// Reads the area's variables; an unset one takes its default, a malformed one is
+    /// reported (and takes its default).
+    pub fn read(get: Lookup) -> (NotifySettings, Vec<ConfigError>) {
         let mut s = NotifySettings::default();
-        let ms = |name: &'static str| -> Result<Option<u64>, ConfigError> {
-            get(name)
-                .map(|v| {
-                    v.trim()
-                        .parse::<u64>()
-                        .map_err(|_| bad(name, format!("must be a number, got {v:?}")))
-                })
-                .transpose()
+        let mut problems = Vec::new();
+        let ms = |name: &'static str, problems: &mut Vec<ConfigError>| -> Option<u64> {
+            let v = get(name)?;
+            match v.trim().parse::<u64>() {
+                Ok(n) => Some(n),
+                Err(_) => {
+                    problems.push(bad(name, format!("must be a number, got {v:?}")));
+                    None
+                }
+            }
         };
-        if let Some(v) = ms("COMMUNICATION_SUPPRESSION_CACHE_MS")? {
+        if let Some(v) = ms("COMMUNICATION_SUPPRESSION_CACHE_MS", &mut problems) {
             s.suppression_cache_ttl = Duration::from_millis(v);
         }
-        if let Some(v) = ms("COMMUNICATION_WEBHOOK_TIMEOUT_MS")? {
-            if v == 0 {
-                return Err(bad(
-                    "COMMUNICATION_WEBHOOK_TIMEOUT_MS",
-                    "must be at least 1",
-                ));
-            }
-            s.timeout = Duration::from_millis(v);
+        match ms("COMMUNICATION_WEBHOOK_TIMEOUT_MS", &mut problems) {
+            Some(0) => problems.push(bad(
+                "COMMUNICATION_WEBHOOK_TIMEOUT_MS",
+                "must be at least 1",
+            )),
+            Some(v) => s.timeout = Duration::from_millis(v),
+            None => {}
         }
-        if let Some(v) = ms("COMMUNICATION_WEBHOOK_OUTBOX_POLL_MS")? {
+        if let Some(v) = ms("COMMUNICATION_WEBHOOK_OUTBOX_POLL_MS", &mut problems) {
             s.outbox_poll = Duration::from_millis(v.max(10));
         }
-        if let Some(v) = ms("COMMUNICATION_WEBHOOK_CONCURRENCY")? {
-            s.concurrency = u16::try_from(v)
-                .ok()
-                .filter(|c| *c > 0)
-                .ok_or_else(|| bad("COMMUNICATION_WEBHOOK_CONCURRENCY", "must be 1 to 65535"))?;
+        if let Some(v) = ms("COMMUNICATION_WEBHOOK_CONCURRENCY", &mut problems) {
+            match u16::try_from(v).ok().filter(|c| *c > 0) {
+                Some(c) => s.concurrency = c,
+                None => problems.push(bad(
+                    "COMMUNICATION_WEBHOOK_CONCURRENCY",
+                    "must be 1 to 65535",
+                )),
+            }
         }
         if let Some(v) = get("COMMUNICATION_WEBHOOK_RETRY_SCHEDULE") {
             let name = "COMMUNICATION_WEBHOOK_RETRY_SCHEDULE";
             let tiers: Option<Vec<Duration>> = v.split(',').map(parse_duration).collect();
-            let tiers = tiers
-                .ok_or_else(|| bad(name, "must be comma-separated durations like 5s,1m,10m,1h"))?;
-            if tiers.is_empty() || tiers.len() > 20 || tiers.iter().any(|t| t.is_zero()) {
-                return Err(bad(name, "must list 1 to 20 durations, none zero"));
+            match tiers {
+                Some(t) if !t.is_empty() && t.len() <= 20 && t.iter().all(|d| !d.is_zero()) => {
+                    s.retry_schedule = t;
+                }
+                _ => problems.push(bad(
+                    name,
+                    "must be 1 to 20 comma-separated durations like 5s,1m,10m,1h, none zero",
+                )),
             }
-            s.retry_schedule = tiers;
         }
         if let Some(v) = get("COMMUNICATION_WEBHOOK_DISABLE_AFTER") {
-            s.disable_after = parse_duration(&v).ok_or_else(|| {
-                bad(
+            match parse_duration(&v) {
+                Some(d) => s.disable_after = d,
+                None => problems.push(bad(
                     "COMMUNICATION_WEBHOOK_DISABLE_AFTER",
                     "must be a duration like 5d or 12h",
-                )
-            })?;
+                )),
+            }
         }
-        Ok(s)
+        (s, problems)
     }
 }
 
@@ -130,15 +138,16 @@ mod tests {
 
     #[test]
     fn the_default_schedule_spans_about_a_day_and_settings_are_read() {
-        let d = NotifySettings::from_lookup(&|_| None).expect("defaults");
+        let (d, problems) = NotifySettings::read(&|_| None);
+        assert!(problems.is_empty());
         let total: Duration = d.retry_schedule.iter().sum();
         assert_eq!(total.as_secs(), 5 + 60 + 600 + 3600 + 4 * 3600 + 12 * 3600);
-        let s = NotifySettings::from_lookup(&|k| match k {
+        let (s, problems) = NotifySettings::read(&|k| match k {
             "COMMUNICATION_WEBHOOK_RETRY_SCHEDULE" => Some("200ms, 1s,2m".into()),
             "COMMUNICATION_WEBHOOK_DISABLE_AFTER" => Some("3d".into()),
             _ => None,
-        })
-        .expect("valid");
+        });
+        assert!(problems.is_empty());
         assert_eq!(
             s.retry_schedule,
             vec![
@@ -148,10 +157,18 @@ mod tests {
             ]
         );
         assert_eq!(s.disable_after, Duration::from_secs(3 * 86_400));
-        let e = NotifySettings::from_lookup(&|k| {
-            (k == "COMMUNICATION_WEBHOOK_RETRY_SCHEDULE").then(|| "soon".into())
-        })
-        .expect_err("invalid");
-        assert_eq!(e.name, "COMMUNICATION_WEBHOOK_RETRY_SCHEDULE");
+        let (_, problems) = NotifySettings::read(&|k| match k {
+            "COMMUNICATION_WEBHOOK_RETRY_SCHEDULE" => Some("soon".into()),
+            "COMMUNICATION_WEBHOOK_TIMEOUT_MS" => Some("0".into()),
+            _ => None,
+        });
+        let names: Vec<&str> = problems.iter().map(|p| p.name).collect();
+        assert_eq!(
+            names,
+            vec![
+                "COMMUNICATION_WEBHOOK_TIMEOUT_MS",
+                "COMMUNICATION_WEBHOOK_RETRY_SCHEDULE"
+            ]
+        );
     }
 }
