@@ -117,7 +117,10 @@ fn decode_cursor(s: &str) -> Option<(DateTime<Utc>, Uuid)> {
         (status = 200, description = "A page of attempts", body = AttemptPage),
         (status = 400, description = "Invalid cursor or limit", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid credentials", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such endpoint for this tenant", body = super::openapi::Problem, content_type = "application/problem+json")
+        (status = 404, description = "No such endpoint for this tenant", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The credentials may not do this", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Unexpected failure (details only in the service's log)", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is down; retry later (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn list(
@@ -183,7 +186,10 @@ pub async fn list(
         (status = 202, description = "Queued", body = RetryQueued),
         (status = 401, description = "Missing or invalid credentials", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such endpoint or attempt for this tenant", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The endpoint is disabled; enable it first", body = super::openapi::Problem, content_type = "application/problem+json")
+        (status = 409, description = "The endpoint is disabled; enable it first", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The credentials may not do this", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Unexpected failure (details only in the service's log)", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is down; retry later (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn retry(

@@ -201,7 +201,12 @@ async fn check_url(state: &AppState, url: &str, errors: &mut Vec<FieldError>) ->
         (status = 401, description = "Missing or invalid credentials", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The tenant has the most endpoints allowed", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields, e.g. a URL that is not public https (see `errors`)", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is down; retry later (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")
+        (status = 503, description = "A dependency is down; retry later (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The credentials may not do this", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Unexpected failure (details only in the service's log)", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON, or an invalid query (see `errors`)", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", body = super::openapi::Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn create(
@@ -260,7 +265,9 @@ pub async fn create(
     responses(
         (status = 200, description = "Every endpoint, oldest first", body = EndpointList),
         (status = 401, description = "Missing or invalid credentials", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is down; retry later (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")
+        (status = 503, description = "A dependency is down; retry later (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The credentials may not do this", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Unexpected failure (details only in the service's log)", body = super::openapi::Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn list(
@@ -286,7 +293,10 @@ pub async fn list(
     responses(
         (status = 200, description = "The endpoint", body = Endpoint),
         (status = 401, description = "Missing or invalid credentials", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such endpoint for this tenant", body = super::openapi::Problem, content_type = "application/problem+json")
+        (status = 404, description = "No such endpoint for this tenant", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The credentials may not do this", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Unexpected failure (details only in the service's log)", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is down; retry later (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn get(
@@ -322,7 +332,13 @@ pub(super) async fn load(
         (status = 200, description = "The changed endpoint", body = Endpoint),
         (status = 401, description = "Missing or invalid credentials", body = super::openapi::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such endpoint for this tenant", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields (see `errors`)", body = super::openapi::Problem, content_type = "application/problem+json")
+        (status = 422, description = "Invalid fields (see `errors`)", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The credentials may not do this", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Unexpected failure (details only in the service's log)", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is down; retry later (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON, or an invalid query (see `errors`)", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", body = super::openapi::Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn patch(
@@ -366,7 +382,10 @@ pub async fn patch(
     responses(
         (status = 204, description = "Removed"),
         (status = 401, description = "Missing or invalid credentials", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such endpoint for this tenant", body = super::openapi::Problem, content_type = "application/problem+json")
+        (status = 404, description = "No such endpoint for this tenant", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The credentials may not do this", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Unexpected failure (details only in the service's log)", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is down; retry later (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn delete(
@@ -394,7 +413,10 @@ pub async fn delete(
     responses(
         (status = 200, description = "The new secret, shown only here", body = SecretRotated),
         (status = 401, description = "Missing or invalid credentials", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such endpoint for this tenant", body = super::openapi::Problem, content_type = "application/problem+json")
+        (status = 404, description = "No such endpoint for this tenant", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The credentials may not do this", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Unexpected failure (details only in the service's log)", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is down; retry later (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn rotate_secret(
