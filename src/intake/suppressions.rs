@@ -110,6 +110,9 @@ fn decode_cursor(s: &str) -> Option<(DateTime<Utc>, Uuid)> {
 #[utoipa::path(
     get,
     path = "/v1/suppressions",
+    operation_id = "delete_suppression",
+    operation_id = "create_suppression",
+    operation_id = "list_suppressions",
     tag = "suppressions",
     summary = "List the tenant's suppressed recipients, newest first",
     params(

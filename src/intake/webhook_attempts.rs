@@ -106,6 +106,8 @@ fn decode_cursor(s: &str) -> Option<(DateTime<Utc>, Uuid)> {
 #[utoipa::path(
     get,
     path = "/v1/webhook-endpoints/{id}/attempts",
+    operation_id = "retry_webhook_attempt",
+    operation_id = "list_webhook_attempts",
     tag = "webhook-endpoints",
     summary = "Every request made to the endpoint, newest first",
     params(

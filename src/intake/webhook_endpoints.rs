@@ -193,6 +193,12 @@ async fn check_url(state: &AppState, url: &str, errors: &mut Vec<FieldError>) ->
 #[utoipa::path(
     post,
     path = "/v1/webhook-endpoints",
+    operation_id = "rotate_webhook_secret",
+    operation_id = "delete_webhook_endpoint",
+    operation_id = "update_webhook_endpoint",
+    operation_id = "get_webhook_endpoint",
+    operation_id = "list_webhook_endpoints",
+    operation_id = "create_webhook_endpoint",
     tag = "webhook-endpoints",
     summary = "Add a status-webhook endpoint; its signing secret is shown only in this answer",
     request_body = EndpointCreate,
