@@ -132,3 +132,42 @@ mod tests {
         assert!(open_key(&keyring, "acme", Uuid::new_v4(), &sealed).is_err());
     }
 }
+
+/// Re-seals every endpoint secret not sealed under the active key (`keys rotate`); returns
+/// how many endpoints changed. A secret that does not open stops it (its key is missing from
+/// `ENCRYPTION_SECRET_PREVIOUS`).
+pub async fn reseal_endpoint_secrets(
+    pool: &sqlx::PgPool,
+    keyring: &Keyring,
+) -> anyhow::Result<usize> {
+    use crate::store::webhook_endpoints as store;
+    let mut resealed = 0;
+    for (id, tenant, secret, previous) in store::all_secrets(pool).await? {
+        let stale = |blob: &[u8]| !keyring.is_current(blob);
+        if !stale(&secret) && !previous.as_deref().is_some_and(stale) {
+            continue;
+        }
+        let aad = endpoint_aad(&tenant, id);
+        let reseal = |blob: &[u8]| -> anyhow::Result<Vec<u8>> {
+            let plain = keyring.decrypt(blob, &aad).map_err(|e| {
+                anyhow::anyhow!(
+                    "webhook endpoint {id}: {e} (is its key in ENCRYPTION_SECRET_PREVIOUS?)"
+                )
+            })?;
+            Ok(keyring.encrypt(&plain, &aad))
+        };
+        let new_secret = reseal(&secret)?;
+        let new_previous = previous.as_deref().map(reseal).transpose()?;
+        if store::replace_secrets(
+            pool,
+            id,
+            (&secret, previous.as_deref()),
+            (&new_secret, new_previous.as_deref()),
+        )
+        .await?
+        {
+            resealed += 1;
+        }
+    }
+    Ok(resealed)
+}

@@ -213,3 +213,34 @@ pub async fn note_outcome(
     .and_then(|(id,): (Option<Uuid>,)| id.map(|i| (i,)));
     Ok(disabled.is_some())
 }
+
+/// Every endpoint's sealed secrets: (id, tenant, secret, previous secret), for `keys rotate`.
+pub async fn all_secrets(
+    pool: &PgPool,
+) -> Result<Vec<(Uuid, String, Vec<u8>, Option<Vec<u8>>)>, sqlx::Error> {
+    sqlx::query_as("SELECT id, tenant_id, secret, previous_secret FROM webhook_endpoints")
+        .fetch_all(pool)
+        .await
+}
+
+/// Replaces an endpoint's sealed secrets if they are still `old` (compare-and-swap, so a
+/// rotation racing a `rotate-secret` request loses nothing). True when replaced.
+pub async fn replace_secrets(
+    pool: &PgPool,
+    id: Uuid,
+    old: (&[u8], Option<&[u8]>),
+    new: (&[u8], Option<&[u8]>),
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE webhook_endpoints SET secret = $4, previous_secret = $5 \
+         WHERE id = $1 AND secret = $2 AND previous_secret IS NOT DISTINCT FROM $3",
+    )
+    .bind(id)
+    .bind(old.0)
+    .bind(old.1)
+    .bind(new.0)
+    .bind(new.1)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}

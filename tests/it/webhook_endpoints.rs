@@ -227,3 +227,48 @@ async fn bad_fields_and_private_or_plain_http_urls_are_refused_when_private_host
     assert_eq!(all["items"], json!([]), "nothing was created");
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn keys_rotate_reseals_endpoint_secrets_under_the_new_key() {
+    use communication::crypto::{Keyring, generate_key_base64};
+    let app = TestApp::spawn_with(Options {
+        vars: vec![],
+        worker: false,
+    })
+    .await;
+    let (code, created) = call(
+        &app,
+        Method::POST,
+        "/v1/webhook-endpoints",
+        "acme",
+        Some(json!({"url": "http://127.0.0.1:9/hook", "events": ["message.sent"]})),
+    )
+    .await;
+    assert_eq!(code, 201);
+    let id = uuid::Uuid::parse_str(created["id"].as_str().expect("id")).expect("uuid");
+    let path = format!("/v1/webhook-endpoints/{id}/rotate-secret");
+    assert_eq!(call(&app, Method::POST, &path, "acme", None).await.0, 200);
+
+    let new_key = generate_key_base64();
+    let rotated = Keyring::from_base64(&new_key, &[app.config_secret()]).expect("keyring");
+    let report = communication::rotation::rotate(&app.pool, &rotated)
+        .await
+        .expect("rotate");
+    assert_eq!(report.webhook_endpoints, 1);
+    // Only the new key is needed now, for both the secret and the one still signing.
+    let only_new = Keyring::from_base64(&new_key, &[]).expect("keyring");
+    let (secret, previous): (Vec<u8>, Option<Vec<u8>>) =
+        sqlx::query_as("SELECT secret, previous_secret FROM webhook_endpoints WHERE id = $1")
+            .bind(id)
+            .fetch_one(&app.pool)
+            .await
+            .expect("row");
+    use communication::notify::signing::open_key;
+    assert!(open_key(&only_new, "acme", id, &secret).is_ok());
+    assert!(open_key(&only_new, "acme", id, &previous.expect("previous")).is_ok());
+    let again = communication::rotation::rotate(&app.pool, &rotated)
+        .await
+        .expect("rotate");
+    assert_eq!(again.webhook_endpoints, 0, "nothing left to do");
+    app.cleanup().await;
+}
