@@ -101,38 +101,6 @@ pub fn signature_header(
         .join(" ")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_signature_matches_the_specifications_example() {
-        // The example of the Standard Webhooks specification (and its reference libraries).
-        let key = SigningKey(
-            B64.decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
-                .expect("base64"),
-        );
-        let body = br#"{"test": 2432232314}"#;
-        assert_eq!(
-            key.sign("msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body),
-            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
-        );
-    }
-
-    #[test]
-    fn a_sealed_secret_opens_only_for_its_own_row() {
-        let keyring =
-            Keyring::from_base64(&crate::crypto::generate_key_base64(), &[]).expect("keyring");
-        let id = Uuid::new_v4();
-        let secret = generate_secret();
-        assert!(secret.expose_secret().starts_with(SECRET_PREFIX));
-        let sealed = seal(&keyring, "acme", id, &secret);
-        assert!(open_key(&keyring, "acme", id, &sealed).is_ok());
-        assert!(open_key(&keyring, "globex", id, &sealed).is_err());
-        assert!(open_key(&keyring, "acme", Uuid::new_v4(), &sealed).is_err());
-    }
-}
-
 /// Re-seals every endpoint secret not sealed under the active key (`keys rotate`); returns
 /// how many endpoints changed. A secret that does not open stops it (its key is missing from
 /// `ENCRYPTION_SECRET_PREVIOUS`).
@@ -170,4 +138,36 @@ pub async fn reseal_endpoint_secrets(
         }
     }
     Ok(resealed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signature_matches_the_specifications_example() {
+        // The example of the Standard Webhooks specification (and its reference libraries).
+        let key = SigningKey(
+            B64.decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+                .expect("base64"),
+        );
+        let body = br#"{"test": 2432232314}"#;
+        assert_eq!(
+            key.sign("msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body),
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+        );
+    }
+
+    #[test]
+    fn a_sealed_secret_opens_only_for_its_own_row() {
+        let keyring =
+            Keyring::from_base64(&crate::crypto::generate_key_base64(), &[]).expect("keyring");
+        let id = Uuid::new_v4();
+        let secret = generate_secret();
+        assert!(secret.expose_secret().starts_with(SECRET_PREFIX));
+        let sealed = seal(&keyring, "acme", id, &secret);
+        assert!(open_key(&keyring, "acme", id, &sealed).is_ok());
+        assert!(open_key(&keyring, "globex", id, &sealed).is_err());
+        assert!(open_key(&keyring, "acme", Uuid::new_v4(), &sealed).is_err());
+    }
 }
