@@ -487,3 +487,87 @@ async fn a_black_hole_endpoint_does_not_slow_message_delivery() {
     );
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn an_endpoint_failing_for_longer_than_allowed_is_disabled_and_says_why() {
+    let hook = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/hook"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&hook)
+        .await;
+    let app = TestApp::spawn_with(Options {
+        vars: vec![
+            (
+                "COMMUNICATION_WEBHOOK_RETRY_SCHEDULE",
+                "300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms".into(),
+            ),
+            ("COMMUNICATION_WEBHOOK_DISABLE_AFTER", "1s".into()),
+            ("COMMUNICATION_WEBHOOK_OUTBOX_POLL_MS", "50".into()),
+        ],
+        worker: true,
+    })
+    .await;
+    app.system_provider("acme", "sms", "console", "deliver", 1)
+        .await;
+    let (endpoint, _) = create_endpoint(
+        &app,
+        "acme",
+        &format!("{}/hook", hook.uri()),
+        &["message.sent"],
+    )
+    .await;
+    let id = app.send_sms("acme", "Your code is 1234").await;
+    app.wait_for_status("acme", &id, &["sent"]).await;
+    let path = format!("/v1/webhook-endpoints/{endpoint}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let disabled = loop {
+        let r = app
+            .as_tenant(Method::GET, &path, "acme")
+            .send()
+            .await
+            .expect("get");
+        let body: Value = r.json().await.expect("json");
+        if body["enabled"] == false {
+            break body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never disabled: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let reason = disabled["disabled_reason"].as_str().expect("a reason");
+    assert!(
+        reason.contains("every delivery failed since") && reason.contains("HTTP 500"),
+        "{reason}"
+    );
+    assert!(disabled["failing_since"].is_string(), "{disabled}");
+    // No more attempts once disabled (the delivery is abandoned), and at most the schedule.
+    let tries = webhook_requests(&hook).await.len();
+    assert!((4..=9).contains(&tries), "{tries} attempts");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(webhook_requests(&hook).await.len(), tries);
+    let state: String = sqlx::query_scalar("SELECT state FROM webhook_deliveries")
+        .fetch_one(&app.pool)
+        .await
+        .expect("state");
+    assert_eq!(state, "abandoned");
+    // Re-enabled by the tenant: the reason and the failure streak are cleared.
+    let r = app
+        .as_tenant(Method::PATCH, &path, "acme")
+        .json(&json!({"enabled": true}))
+        .send()
+        .await
+        .expect("patch");
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(
+        (
+            body["enabled"].clone(),
+            body["disabled_reason"].clone(),
+            body["failing_since"].clone()
+        ),
+        (json!(true), Value::Null, Value::Null)
+    );
+    app.cleanup().await;
+}
