@@ -231,10 +231,18 @@ export interface paths {
                     cursor?: string;
                     /** @description 1 to 200, default 50. */
                     limit?: number;
+                    /** @description Only messages sent (or last tried) through this provider. */
+                    provider_id?: string;
                     /** @description RFC 3339, inclusive. */
                     since?: string;
                     /** @description Only this status. */
                     status?: string;
+                    /**
+                     * @description Exactly this recipient. With `channel`, it must be one of that channel (an email
+                     *     address, an E.164 number); without, it is matched as given (trimmed).
+                     * @example +14155550100
+                     */
+                    to?: string;
                     /** @description RFC 3339, exclusive. */
                     until?: string;
                 };
@@ -806,15 +814,22 @@ export interface components {
              */
             ttl_seconds?: number | null;
         };
-        /** @description Answer to a delivery receipt. */
+        /** @description What one receipt did. */
         WebhookAck: {
             /**
              * Format: uuid
              * @description The message the receipt applied to (absent when ignored).
              */
-            message_id?: string | null;
+            message_id?: string;
             /** @description The message's status after the receipt, or `ignored` (an event not tracked). */
             status: string;
+        };
+        /**
+         * @description Answer to a delivery receipt: one receipt's result, or each one's for a provider that
+         *     posts several in one request.
+         */
+        WebhookAnswer: components["schemas"]["WebhookAck"] | {
+            applied: components["schemas"]["WebhookAck"][];
         };
     };
     responses: never;
@@ -1296,7 +1311,7 @@ export interface operations {
                     "application/json": components["schemas"]["ProviderKindList"];
                 };
             };
-            /** @description Invalid X-Tenant-Id */
+            /** @description Malformed request: its JSON, a query parameter, or a header such as X-Tenant-Id (see `detail`, and `errors` per field) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1361,7 +1376,7 @@ export interface operations {
                     "application/json": components["schemas"]["ProviderList"];
                 };
             };
-            /** @description Invalid X-Tenant-Id */
+            /** @description Malformed request: its JSON, a query parameter, or a header such as X-Tenant-Id (see `detail`, and `errors` per field) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1430,7 +1445,7 @@ export interface operations {
                     "application/json": components["schemas"]["ProviderView"];
                 };
             };
-            /** @description Malformed JSON or header */
+            /** @description Malformed request: its JSON, a query parameter, or a header such as X-Tenant-Id (see `detail`, and `errors` per field) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1534,7 +1549,7 @@ export interface operations {
                     "application/json": components["schemas"]["ProviderView"];
                 };
             };
-            /** @description Invalid X-Tenant-Id */
+            /** @description Malformed request: its JSON, a query parameter, or a header such as X-Tenant-Id (see `detail`, and `errors` per field) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1609,7 +1624,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Invalid X-Tenant-Id */
+            /** @description Malformed request: its JSON, a query parameter, or a header such as X-Tenant-Id (see `detail`, and `errors` per field) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1690,7 +1705,7 @@ export interface operations {
                     "application/json": components["schemas"]["ProviderView"];
                 };
             };
-            /** @description Malformed JSON or header */
+            /** @description Malformed request: its JSON, a query parameter, or a header such as X-Tenant-Id (see `detail`, and `errors` per field) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1808,7 +1823,7 @@ export interface operations {
                     "application/json": components["schemas"]["ProviderCheck"];
                 };
             };
-            /** @description Invalid X-Tenant-Id */
+            /** @description Malformed request: its JSON, a query parameter, or a header such as X-Tenant-Id (see `detail`, and `errors` per field) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1853,7 +1868,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A body that is not application/json */
+            /** @description Not application/json */
             415: {
                 headers: {
                     [name: string]: unknown;
@@ -2023,7 +2038,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["WebhookAck"];
+                    "application/json": components["schemas"]["WebhookAnswer"];
                 };
             };
             /** @description Malformed or stale receipt */
