@@ -195,3 +195,32 @@ async fn apply(
         status,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_answer_keeps_the_json_it_always_had() {
+        let id = Uuid::now_v7();
+        let delivered = || WebhookAck {
+            message_id: Some(id),
+            status: "delivered".into(),
+        };
+        let json_of = |a: &WebhookAnswer| serde_json::to_value(a).expect("serializes");
+        assert_eq!(
+            json_of(&WebhookAnswer::One(WebhookAck::ignored())),
+            json!({"status": "ignored"})
+        );
+        assert_eq!(
+            json_of(&WebhookAnswer::One(delivered())),
+            json!({"message_id": id, "status": "delivered"})
+        );
+        assert_eq!(
+            json_of(&WebhookAnswer::Many {
+                applied: vec![delivered(), WebhookAck::ignored()]
+            }),
+            json!({"applied": [{"message_id": id, "status": "delivered"}, {"status": "ignored"}]})
+        );
+    }
+}
