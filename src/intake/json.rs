@@ -1,20 +1,17 @@
 //! Request inputs read into typed structs: [`JsonBody<T>`] for JSON bodies (size-limited,
-//! `application/json`), and the field problems both it and `query::QueryParams` report, each
-//! naming its field (`content.subject`, `limit`) in the service's usual words.
+//! `application/json`; `Option<JsonBody<T>>` where the body may be left out), and the field
+//! problems both it and `query::QueryParams` report, each naming its field
+//! (`content.subject`, `limit`) in the service's usual words.
 //!
 //! A body is parsed once, straight into `T` (no intermediate `serde_json::Value`); only a body
 //! that fails is parsed a second time, through `serde_path_to_error`, to name the field.
 //! Structural problems (a wrong type, an unknown field) stop at the first; the domain's
 //! parsers then report every semantic problem at once.
-//!
-//! [`JsonObject`] and [`OptionalJsonObject`] read a body as a JSON object, for the providers
-//! API (which reads it into its types with `providers::schema::from_object`).
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, OptionalFromRequest, Request};
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
-use serde_json::{Map, Value};
 
 use super::error::ApiError;
 use crate::domain::FieldError;
@@ -35,6 +32,8 @@ pub enum ProblemKind {
     UnknownField,
     /// A field given twice.
     Duplicate,
+    /// A required field left out.
+    Missing,
     /// A value of the wrong type or out of the type's range; `expected` is serde's wording
     /// (`a string`, `u64`, `struct MessageContent`).
     WrongType { expected: String },
@@ -49,6 +48,8 @@ impl FieldProblem {
             ProblemKind::UnknownField
         } else if message.starts_with("duplicate field") {
             ProblemKind::Duplicate
+        } else if message.starts_with("missing field") {
+            ProblemKind::Missing
         } else if let Some((_, expected)) = message
             .strip_prefix("invalid type: ")
             .or_else(|| message.strip_prefix("invalid value: "))
@@ -60,10 +61,12 @@ impl FieldProblem {
         } else {
             ProblemKind::Other
         };
-        // serde reports a duplicate at the object holding it: name the field itself.
-        let path = match (&kind, message.split('`').nth(1)) {
-            (ProblemKind::Duplicate, Some(name)) if path == "." => name.to_owned(),
-            (ProblemKind::Duplicate, Some(name)) => format!("{path}.{name}"),
+        // serde reports a duplicate or a missing field at the object holding it: name the
+        // field itself.
+        let names_field = matches!(kind, ProblemKind::Duplicate | ProblemKind::Missing);
+        let path = match message.split('`').nth(1) {
+            Some(name) if names_field && path == "." => name.to_owned(),
+            Some(name) if names_field => format!("{path}.{name}"),
             _ => path,
         };
         FieldProblem {
@@ -83,6 +86,7 @@ impl FieldProblem {
         let message = match &self.kind {
             ProblemKind::UnknownField => "is not a known field".to_owned(),
             ProblemKind::Duplicate => "is given more than once".to_owned(),
+            ProblemKind::Missing => "is required".to_owned(),
             ProblemKind::WrongType { expected } => must_be(expected),
             ProblemKind::Other => self.message.clone(),
         };
@@ -171,19 +175,6 @@ pub fn parse_body<T: RequestFields>(bytes: &[u8]) -> Result<T, ApiError> {
     Err(ApiError::validation(vec![T::field_error(&problem)]))
 }
 
-/// A request body that is a JSON object.
-pub struct JsonObject(pub Map<String, Value>);
-
-impl<S: Send + Sync> FromRequest<S> for JsonObject {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        require_json(req.headers())?;
-        let bytes = read_body(req, state).await?;
-        parse_object(&bytes).map(JsonObject)
-    }
-}
-
 pub(super) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     let is_json = headers
         .get(header::CONTENT_TYPE)
@@ -218,35 +209,19 @@ pub(super) async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result
     })
 }
 
-fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
-    match serde_json::from_slice::<Value>(bytes) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(ApiError::bad_request(
-            "invalid_json",
-            "the body must be a JSON object",
-        )),
-        Err(e) => Err(ApiError::bad_request(
-            "invalid_json",
-            format!("the body is not valid JSON: {e}"),
-        )),
-    }
-}
-
-/// A request body that may be empty, or else is a JSON object (for actions like
-/// `POST /v1/providers/{id}/test` whose options are all optional).
-pub struct OptionalJsonObject(pub Option<Map<String, Value>>);
-
-impl<S: Send + Sync> FromRequest<S> for OptionalJsonObject {
+/// A body that may be left out (empty): `None`, with no Content-Type needed; anything else is
+/// read as [`JsonBody`] reads it.
+impl<S: Send + Sync, T: RequestFields> OptionalFromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, state: &S) -> Result<Option<Self>, Self::Rejection> {
         let headers = req.headers().clone();
         let bytes = read_body(req, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(OptionalJsonObject(None));
+            return Ok(None);
         }
         require_json(&headers)?;
-        parse_object(&bytes).map(|m| OptionalJsonObject(Some(m)))
+        parse_body(&bytes).map(|body| Some(JsonBody(body)))
     }
 }
 
@@ -316,6 +291,33 @@ mod tests {
         }
     }
 
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Required {
+        name: String,
+        inner: Option<RequiredInner>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct RequiredInner {
+        flag: bool,
+    }
+
+    impl RequestFields for Required {}
+
+    #[test]
+    fn a_missing_field_is_named_and_required() {
+        for (body, field) in [
+            (r#"{}"#, "name"),
+            (r#"{"name": "x", "inner": {}}"#, "inner.flag"),
+        ] {
+            let e = parse_body::<Required>(body.as_bytes()).expect_err(body);
+            assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+            assert_eq!(e.errors, [FieldError::new(field, "is required")], "{body}");
+        }
+    }
+
     #[test]
     fn a_body_that_is_not_a_json_object_is_a_400() {
         for body in ["{oops", "[1]", "5", "null", r#"{"name": "x"} trailing"#, ""] {
@@ -330,5 +332,37 @@ mod tests {
     fn a_valid_body_is_read_in_one_pass() {
         let s: Sample = parse_body(br#"{"name": "x", "inner": {"flag": true}}"#).expect("valid");
         assert_eq!(s.name.as_deref(), Some("x"));
+    }
+
+    async fn optional(content_type: Option<&str>, body: &str) -> Result<Option<Sample>, ApiError> {
+        let mut req = Request::builder().method("POST").uri("/");
+        if let Some(ct) = content_type {
+            req = req.header(header::CONTENT_TYPE, ct);
+        }
+        let req = req
+            .body(axum::body::Body::from(body.to_owned()))
+            .expect("request");
+        <JsonBody<Sample> as OptionalFromRequest<()>>::from_request(req, &())
+            .await
+            .map(|b| b.map(|JsonBody(s)| s))
+    }
+
+    #[tokio::test]
+    async fn an_optional_body_may_be_left_out_but_not_sent_as_anything_else() {
+        assert!(optional(None, "").await.expect("empty").is_none());
+        assert!(optional(None, " \n").await.expect("blank").is_none());
+        let given = optional(Some("application/json"), r#"{"name": "x"}"#).await;
+        assert_eq!(
+            given.expect("valid").and_then(|s| s.name).as_deref(),
+            Some("x")
+        );
+        let e = optional(None, r#"{"name": "x"}"#)
+            .await
+            .expect_err("no type");
+        assert_eq!(e.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        let e = optional(Some("application/json"), r#"{"name": 1}"#)
+            .await
+            .expect_err("bad");
+        assert_eq!(e.errors, [FieldError::new("name", "must be a string")]);
     }
 }

@@ -19,7 +19,7 @@ use super::idempotency;
 use super::json::{FieldProblem, RequestFields};
 use super::query::{self, QueryParams};
 use super::send::QueuedMarker;
-use crate::domain::{Channel, FieldError, MessageStatus};
+use crate::domain::{Channel, FieldError, MessageStatus, Recipient};
 use crate::store::messages::{self as store, EventRow, MessageFilter, MessageRow};
 
 /// One step of a message's life.
@@ -225,6 +225,12 @@ pub struct MessageQuery {
     /// email or sms.
     #[param(value_type = Option<Channel>)]
     pub channel: Option<Channel>,
+    /// Only messages sent (or last tried) through this provider.
+    pub provider_id: Option<Uuid>,
+    /// Exactly this recipient. With `channel`, it must be one of that channel (an email
+    /// address, an E.164 number); without, it is matched as given (trimmed).
+    #[param(example = "+14155550100")]
+    pub to: Option<String>,
     /// RFC 3339, inclusive.
     pub since: Option<DateTime<Utc>>,
     /// RFC 3339, exclusive.
@@ -242,6 +248,7 @@ impl RequestFields for MessageQuery {
         let message = match problem.field() {
             "status" => "is not a message status",
             "channel" => "must be email or sms",
+            "provider_id" => "must be a UUID",
             "since" | "until" => "must be an RFC 3339 time",
             "cursor" => "is not a cursor from this API",
             "limit" => "must be 1 to 200",
@@ -252,23 +259,50 @@ impl RequestFields for MessageQuery {
 }
 
 impl MessageQuery {
-    /// The store's filter and the page size, or a 400 naming the parameter.
+    /// The store's filter and the page size, or a 400 naming each bad parameter.
     fn into_filter(self) -> Result<(MessageFilter, i64), ApiError> {
+        let mut errors = Vec::new();
         let limit = self.limit.unwrap_or(DEFAULT_PAGE);
         if !(1..=MAX_PAGE).contains(&limit) {
-            return Err(query::invalid(vec![FieldError::new(
-                "limit",
-                "must be 1 to 200",
-            )]));
+            errors.push(FieldError::new("limit", "must be 1 to 200"));
+        }
+        let recipient =
+            self.to
+                .as_deref()
+                .and_then(|to| match recipient_filter(self.channel, to) {
+                    Ok(recipient) => Some(recipient),
+                    Err(message) => {
+                        errors.push(FieldError::new("to", message));
+                        None
+                    }
+                });
+        if !errors.is_empty() {
+            return Err(query::invalid(errors));
         }
         let filter = MessageFilter {
             status: self.status.map(|s| s.as_str().to_owned()),
             channel: self.channel.map(|c| c.as_str().to_owned()),
+            provider_id: self.provider_id,
+            recipient,
             since: self.since,
             until: self.until,
             before: self.cursor.map(|c| (c.0, c.1)),
         };
         Ok((filter, limit))
+    }
+}
+
+/// The recipient as the send path records it: parsed for `channel` when given (a bad one is
+/// refused as a send would refuse it), else as given, trimmed.
+fn recipient_filter(channel: Option<Channel>, to: &str) -> Result<String, String> {
+    match channel {
+        // A `+` left unencoded in a query string arrives as a space.
+        Some(Channel::Sms) if to.starts_with(' ') && !to.trim().starts_with('+') => {
+            Err("must be an E.164 number; write its '+' as %2B in a query string".into())
+        }
+        Some(channel) => Recipient::parse(channel, to).map(|r| r.as_str().to_owned()),
+        None if to.trim().is_empty() => Err("must not be empty".into()),
+        None => Ok(to.trim().to_owned()),
     }
 }
 
@@ -322,6 +356,8 @@ mod tests {
             ("until=2026-13-01", "until", "must be an RFC 3339 time"),
             ("cursor=nope", "cursor", "is not a cursor from this API"),
             ("limit=many", "limit", "must be 1 to 200"),
+            ("provider_id=nope", "provider_id", "must be a UUID"),
+            ("to=a&to=b", "to", "is given more than once"),
             ("colour=red", "colour", "is not a known filter"),
             (
                 "status=sent&status=failed",
@@ -340,6 +376,61 @@ mod tests {
             assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST, "{q}");
             assert_eq!(e.errors, [FieldError::new("limit", "must be 1 to 200")]);
         }
+    }
+
+    fn refused_recipient(q: &str) -> Vec<FieldError> {
+        let parsed = query::parse_query::<MessageQuery>(q).expect("parses");
+        let e = parsed.into_filter().expect_err(q);
+        assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST, "{q}");
+        e.errors
+    }
+
+    #[test]
+    fn a_recipient_is_refused_as_the_send_path_would_refuse_it() {
+        let e164 = crate::domain::PhoneNumber::parse("14155550100").expect_err("no plus");
+        let email = crate::domain::EmailAddress::parse("ada").expect_err("no at");
+        for (q, message) in [
+            ("channel=sms&to=14155550100", e164.as_str()),
+            ("channel=email&to=ada", email.as_str()),
+            (
+                "channel=sms&to=+14155550100",
+                "must be an E.164 number; write its '+' as %2B in a query string",
+            ),
+            ("to=%20", "must not be empty"),
+        ] {
+            assert_eq!(
+                refused_recipient(q),
+                [FieldError::new("to", message)],
+                "{q}"
+            );
+        }
+        // Every bad parameter at once.
+        let e = refused_recipient("channel=sms&to=x&limit=0");
+        let fields: Vec<&str> = e.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["limit", "to"]);
+    }
+
+    #[test]
+    fn a_recipient_filter_is_the_recorded_form() {
+        let filter = |q: &str| {
+            query::parse_query::<MessageQuery>(q)
+                .expect("parses")
+                .into_filter()
+                .expect("valid")
+                .0
+        };
+        let provider = Uuid::now_v7();
+        let f = filter(&format!(
+            "provider_id={provider}&channel=sms&to=%2B14155550100%20"
+        ));
+        assert_eq!(f.provider_id, Some(provider));
+        assert_eq!(f.recipient.as_deref(), Some("+14155550100"));
+        let f = filter("channel=email&to=Ada%40Example.com");
+        assert_eq!(f.recipient.as_deref(), Some("Ada@Example.com"));
+        // Without a channel, as given (trimmed): a dead-lettered raw recipient is findable.
+        let f = filter("to=%20not-an-address");
+        assert_eq!(f.recipient.as_deref(), Some("not-an-address"));
+        assert_eq!(f.channel, None);
     }
 
     #[test]

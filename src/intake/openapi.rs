@@ -4,19 +4,16 @@
 //! request and response types documented are the ones the handlers read and answer (they live
 //! beside their handlers; error bodies and the shared error responses in `error.rs`).
 //!
-//! Here: the document's info, tags and security, the schema of the domain's `Channel`, and
-//! (until the receipts route answers typed) the type that describes its answer.
+//! Here: the document's info, tags and security, and the schema of the domain's `Channel`.
 
 use std::borrow::Cow;
 use std::sync::OnceLock;
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ObjectBuilder, RefOr, Schema, Type};
 use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
-use uuid::Uuid;
 
 use crate::domain::{Channel, FieldError};
 
@@ -36,18 +33,6 @@ impl ToSchema for Channel {
     fn name() -> Cow<'static, str> {
         Cow::Borrowed("ChannelName")
     }
-}
-
-// The receipts (`webhooks.rs`) still answer with `json!`; this type describes that answer for
-// the document until the route answers it typed.
-
-/// Answer to a delivery receipt.
-#[derive(Serialize, ToSchema)]
-pub struct WebhookAck {
-    /// The message the receipt applied to (absent when ignored).
-    pub message_id: Option<Uuid>,
-    /// The message's status after the receipt, or `ignored` (an event not tracked).
-    pub status: String,
 }
 
 struct BearerAuth;

@@ -492,6 +492,7 @@ const DESIGNED: &[(&str, &str)] = &[
     ("patch", "/v1/providers/{id}"),
     ("delete", "/v1/providers/{id}"),
     ("post", "/v1/providers/{id}/test"),
+    ("get", "/v1/provider-kinds"),
     ("post", "/v1/api-keys"),
     ("get", "/v1/dead-letters"),
     ("post", "/v1/dead-letters/replay"),

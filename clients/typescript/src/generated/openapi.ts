@@ -326,10 +326,18 @@ export interface paths {
                     cursor?: string;
                     /** @description 1 to 200, default 50. */
                     limit?: number;
+                    /** @description Only messages sent (or last tried) through this provider. */
+                    provider_id?: string;
                     /** @description RFC 3339, inclusive. */
                     since?: string;
                     /** @description Only this status. */
                     status?: string;
+                    /**
+                     * @description Exactly this recipient. With `channel`, it must be one of that channel (an email
+                     *     address, an E.164 number); without, it is matched as given (trimmed).
+                     * @example +14155550100
+                     */
+                    to?: string;
                     /** @description RFC 3339, exclusive. */
                     until?: string;
                 };
@@ -1615,15 +1623,22 @@ export interface components {
             /** @description Pass as `cursor` for the next page; `null` on the last. */
             next_cursor?: string | null;
         };
-        /** @description Answer to a delivery receipt. */
+        /** @description What one receipt did. */
         WebhookAck: {
             /**
              * Format: uuid
              * @description The message the receipt applied to (absent when ignored).
              */
-            message_id?: string | null;
+            message_id?: string;
             /** @description The message's status after the receipt, or `ignored` (an event not tracked). */
             status: string;
+        };
+        /**
+         * @description Answer to a delivery receipt: one receipt's result, or each one's for a provider that
+         *     posts several in one request.
+         */
+        WebhookAnswer: components["schemas"]["WebhookAck"] | {
+            applied: components["schemas"]["WebhookAck"][];
         };
     };
     responses: never;
@@ -1932,7 +1947,7 @@ export interface operations {
                     "application/json": components["schemas"]["ProviderKindList"];
                 };
             };
-            /** @description Invalid X-Tenant-Id */
+            /** @description Malformed request: its JSON, a query parameter, or a header such as X-Tenant-Id (see `detail`, and `errors` per field) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1997,7 +2012,7 @@ export interface operations {
                     "application/json": components["schemas"]["ProviderList"];
                 };
             };
-            /** @description Invalid X-Tenant-Id */
+            /** @description Malformed request: its JSON, a query parameter, or a header such as X-Tenant-Id (see `detail`, and `errors` per field) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2066,7 +2081,7 @@ export interface operations {
                     "application/json": components["schemas"]["ProviderView"];
                 };
             };
-            /** @description Malformed JSON or header */
+            /** @description Malformed request: its JSON, a query parameter, or a header such as X-Tenant-Id (see `detail`, and `errors` per field) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2170,7 +2185,7 @@ export interface operations {
                     "application/json": components["schemas"]["ProviderView"];
                 };
             };
-            /** @description Invalid X-Tenant-Id */
+            /** @description Malformed request: its JSON, a query parameter, or a header such as X-Tenant-Id (see `detail`, and `errors` per field) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2245,7 +2260,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Invalid X-Tenant-Id */
+            /** @description Malformed request: its JSON, a query parameter, or a header such as X-Tenant-Id (see `detail`, and `errors` per field) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2326,7 +2341,7 @@ export interface operations {
                     "application/json": components["schemas"]["ProviderView"];
                 };
             };
-            /** @description Malformed JSON or header */
+            /** @description Malformed request: its JSON, a query parameter, or a header such as X-Tenant-Id (see `detail`, and `errors` per field) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2444,7 +2459,7 @@ export interface operations {
                     "application/json": components["schemas"]["ProviderCheck"];
                 };
             };
-            /** @description Invalid X-Tenant-Id */
+            /** @description Malformed request: its JSON, a query parameter, or a header such as X-Tenant-Id (see `detail`, and `errors` per field) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2489,7 +2504,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A body that is not application/json */
+            /** @description Not application/json */
             415: {
                 headers: {
                     [name: string]: unknown;
@@ -3175,7 +3190,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["WebhookAck"];
+                    "application/json": components["schemas"]["WebhookAnswer"];
                 };
             };
             /** @description Malformed or stale receipt */
