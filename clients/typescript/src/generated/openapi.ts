@@ -1242,7 +1242,7 @@ export interface components {
             provider_id?: string | null;
             /**
              * @description accepted, attempt, retry_scheduled, failover, sent, delivered, undelivered, bounced,
-             *     failed, expired, dead_lettered.
+             *     failed, expired, suppressed, dead_lettered.
              */
             type: string;
         };
@@ -1293,7 +1293,7 @@ export interface components {
             provider_message_id?: string | null;
             /** Format: date-time */
             sent_at?: string | null;
-            /** @description queued, sending, sent, delivered, undelivered, bounced, failed, expired. */
+            /** @description queued, sending, sent, delivered, undelivered, bounced, failed, expired, suppressed. */
             status: string;
             to: string;
             /** Format: int64 */
