@@ -151,8 +151,9 @@ fn shared_error(e: Arc<sqlx::Error>) -> sqlx::Error {
 }
 
 /// The suppression a provider's refusal of the recipient calls for, if any: the recipient
-/// opted out (Twilio 21610, replied STOP) or does not exist / cannot receive SMS (Twilio 21211
-/// invalid number, 21614 not a mobile number). Other recipient refusals (content, a
+/// opted out (Twilio 21610, replied STOP), does not exist / cannot receive SMS (Twilio 21211
+/// invalid number, 21614 not a mobile number), or is inactive at Postmark (406: the address
+/// hard-bounced or complained there before). Other recipient refusals (content, a
 /// premium-rate number) fail the message without suppressing.
 pub fn refusal_reason(kind: &str, err: &ProviderError) -> Option<SuppressionReason> {
     if !matches!(err.class, ErrorClass::RecipientPermanent) {
@@ -161,6 +162,7 @@ pub fn refusal_reason(kind: &str, err: &ProviderError) -> Option<SuppressionReas
     match (kind, err.code.as_deref()?) {
         ("twilio", "21610") => Some(SuppressionReason::OptedOut),
         ("twilio", "21211" | "21614") => Some(SuppressionReason::InvalidRecipient),
+        ("postmark", "406") => Some(SuppressionReason::HardBounce),
         _ => None,
     }
 }
@@ -250,6 +252,10 @@ mod tests {
             Some(SuppressionReason::InvalidRecipient)
         );
         assert_eq!(refusal_reason("twilio", &refusal("21268")), None);
+        assert_eq!(
+            refusal_reason("postmark", &refusal("406")),
+            Some(SuppressionReason::HardBounce)
+        );
         assert_eq!(refusal_reason("vonage", &refusal("21610")), None);
         let provider_side = ProviderError::provider("twilio: trial").with_code("21610");
         assert_eq!(refusal_reason("twilio", &provider_side), None);
