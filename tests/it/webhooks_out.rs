@@ -571,3 +571,70 @@ async fn an_endpoint_failing_for_longer_than_allowed_is_disabled_and_says_why() 
     );
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_redirect_is_a_failed_attempt_and_is_not_followed() {
+    let hook = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/hook"))
+        .respond_with(
+            ResponseTemplate::new(307)
+                .insert_header("location", format!("{}/elsewhere", hook.uri())),
+        )
+        .expect(1)
+        .mount(&hook)
+        .await;
+    Mock::given(path("/elsewhere"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(0)
+        .mount(&hook)
+        .await;
+    let app = TestApp::spawn_with(Options {
+        vars: vec![
+            ("COMMUNICATION_WEBHOOK_RETRY_SCHEDULE", "1h".into()),
+            ("COMMUNICATION_WEBHOOK_OUTBOX_POLL_MS", "50".into()),
+        ],
+        worker: true,
+    })
+    .await;
+    app.system_provider("acme", "sms", "console", "deliver", 1)
+        .await;
+    let (endpoint, _) = create_endpoint(
+        &app,
+        "acme",
+        &format!("{}/hook", hook.uri()),
+        &["message.sent"],
+    )
+    .await;
+    let id = app.send_sms("acme", "Your code is 1234").await;
+    app.wait_for_status("acme", &id, &["sent"]).await;
+    let attempts_path = format!("/v1/webhook-endpoints/{endpoint}/attempts");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let attempt = loop {
+        let r = app
+            .as_tenant(Method::GET, &attempts_path, "acme")
+            .send()
+            .await
+            .expect("list");
+        let page: Value = r.json().await.expect("json");
+        if let Some(a) = page["items"].as_array().and_then(|i| i.first()) {
+            break a.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no attempt recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        (
+            attempt["status_code"].clone(),
+            attempt["succeeded"].clone(),
+            attempt["error"].clone()
+        ),
+        (json!(307), json!(false), json!("HTTP 307"))
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    hook.verify().await;
+    app.cleanup().await;
+}
