@@ -4,6 +4,10 @@
 //! after the broker confirmed its message, in the transaction that locked it. A crash before
 //! that commit leaves the row in the outbox, to be published again (at least once; the
 //! sender skips deliveries that already succeeded).
+//!
+//! Once a minute it also puts back in the outbox any pending delivery whose queue message
+//! must have been lost: published, yet neither attempted nor retried for longer than the
+//! longest retry wait plus a margin (`stale_after`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,15 +30,38 @@ pub struct DeliveryRef {
     pub delivery_id: Uuid,
 }
 
+/// How often the relay looks for deliveries whose queue message was lost.
+const STALE_CHECK: Duration = Duration::from_secs(60);
+
+/// How long a published delivery may go without an attempt before it is put back in the
+/// outbox: the longest retry wait, two request timeouts, and ten minutes of slack.
+pub fn stale_after(retry_tiers: &[Duration], timeout: Duration) -> Duration {
+    let longest = retry_tiers.iter().max().copied().unwrap_or_default();
+    longest + timeout * 2 + Duration::from_secs(600)
+}
+
 /// Relays until `shutdown`, checking the outbox every `poll`.
 pub async fn run(
     pool: PgPool,
     publisher: Arc<Publisher>,
     topology: WebhookTopology,
     poll: Duration,
+    stale: Duration,
     shutdown: CancellationToken,
 ) {
+    let mut last_stale_check = tokio::time::Instant::now();
     loop {
+        if last_stale_check.elapsed() >= STALE_CHECK {
+            last_stale_check = tokio::time::Instant::now();
+            match webhook_deliveries::requeue_stale(&pool, stale).await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(
+                    deliveries = n,
+                    "webhook deliveries whose queue message was lost are back in the outbox"
+                ),
+                Err(e) => tracing::warn!(error = %e, "could not look for lost webhook deliveries"),
+            }
+        }
         let relayed = match relay_once(&pool, &publisher, &topology).await {
             Ok(n) => n,
             Err(e) => {

@@ -53,6 +53,7 @@ pub fn spawn(
             publisher.clone(),
             topology.clone(),
             settings.outbox_poll,
+            super::relay::stale_after(&settings.retry_schedule, settings.timeout),
             shutdown.clone(),
         ));
         let permits = Arc::new(Semaphore::new(settings.concurrency as usize));

@@ -182,3 +182,23 @@ pub async fn redeliver_attempt(
     .fetch_optional(pool)
     .await
 }
+
+/// Puts back in the outbox every pending delivery that was published but has not been
+/// attempted, or retried, for `older_than`: its queue message was lost (a purged queue, a
+/// broker that gave up on it). Returns how many. At least once: one that was merely slow is
+/// sent twice, under the same `webhook-id`.
+#[tracing::instrument(skip_all)]
+pub async fn requeue_stale(
+    pool: &PgPool,
+    older_than: std::time::Duration,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE webhook_deliveries SET published_at = NULL, updated_at = now() \
+         WHERE state = 'pending' AND published_at IS NOT NULL \
+         AND updated_at < now() - make_interval(secs => $1)",
+    )
+    .bind(older_than.as_secs_f64())
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}

@@ -638,3 +638,73 @@ async fn a_redirect_is_a_failed_attempt_and_is_not_followed() {
     hook.verify().await;
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn the_outbox_is_written_with_the_status_and_a_lost_queue_message_goes_back_to_it() {
+    // No worker: only the database trigger and the store functions are at work here.
+    let app = TestApp::spawn_with(Options {
+        vars: vec![],
+        worker: false,
+    })
+    .await;
+    let (endpoint, _) =
+        create_endpoint(&app, "acme", "http://127.0.0.1:9/hook", &["message.failed"]).await;
+    let insert = |status: &'static str| {
+        let pool = app.pool.clone();
+        async move {
+            let id = Uuid::now_v7();
+            sqlx::query(
+                "INSERT INTO message_logs (id, tenant_id, channel, recipient, status, created_at) \
+                 VALUES ($1, 'acme', 'sms', '+14155550100', $2, now())",
+            )
+            .bind(id)
+            .bind(status)
+            .execute(&pool)
+            .await
+            .expect("insert");
+            id
+        }
+    };
+    // A status change writes the event in its own transaction; one nobody subscribed to does not.
+    let failed = insert("failed").await;
+    insert("queued").await;
+    let rows: Vec<(Uuid, String, i32)> = sqlx::query_as(
+        "SELECT e.message_id, e.event_type, e.sequence FROM webhook_deliveries d \
+         JOIN webhook_events e ON e.id = d.event_id WHERE d.endpoint_id = $1::uuid",
+    )
+    .bind(&endpoint)
+    .fetch_all(&app.pool)
+    .await
+    .expect("rows");
+    assert_eq!(rows, vec![(failed, "message.failed".to_owned(), 1)]);
+
+    // Published long ago and never attempted: its queue message was lost.
+    sqlx::query(
+        "UPDATE webhook_deliveries SET published_at = now() - interval '2 hours', \
+         updated_at = now() - interval '2 hours'",
+    )
+    .execute(&app.pool)
+    .await
+    .expect("age it");
+    let store = communication::store::webhook_deliveries::requeue_stale;
+    assert_eq!(
+        store(&app.pool, Duration::from_secs(3 * 3600))
+            .await
+            .expect("sweep"),
+        0
+    );
+    assert_eq!(
+        store(&app.pool, Duration::from_secs(3600))
+            .await
+            .expect("sweep"),
+        1
+    );
+    let unpublished: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM webhook_deliveries WHERE published_at IS NULL AND state = 'pending'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("count");
+    assert_eq!(unpublished, 1, "back in the outbox");
+    app.cleanup().await;
+}
