@@ -1,6 +1,7 @@
 //! A tenant's API keys: `POST /v1/api-keys` creates one (shown once), `GET /v1/api-keys`
 //! lists them (prefix, name, created, last used; never the key), `DELETE /v1/api-keys/{id}`
 //! revokes one. A tenant key manages its own tenant's keys; the service token any tenant's.
+//! Also [`issue`], the one way a key is made (the `api-key create` command uses it too).
 //!
 //! Revocation takes effect at once on the replica that revoked (its cache entry is dropped);
 //! other replicas keep a cached key for at most the cache's 30 s time to live.
@@ -13,20 +14,42 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::AppState;
 use super::auth::{Caller, generate_api_key};
-use super::error::ApiError;
-use super::json::{Fields, JsonObject};
+use super::error::{ApiError, ApiErrors, BodyErrors};
+use super::json::{JsonBody, RequestFields};
 use crate::domain::{FieldError, TenantId};
 
 /// Longest key name accepted.
 pub const MAX_NAME_CHARS: usize = 100;
+
+/// Body of `POST /v1/api-keys`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyCreate {
+    /// Defaults to the `X-Tenant-Id` header (service token) or the key's own tenant.
+    #[schema(value_type = Option<String>)]
+    pub tenant_id: Option<TenantId>,
+    pub name: Option<String>,
+}
+
+impl RequestFields for ApiKeyCreate {}
+
+/// The new key; `key` is shown only in this response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyCreated {
+    pub id: Uuid,
+    #[schema(value_type = String)]
+    pub tenant_id: TenantId,
+    pub name: Option<String>,
+    pub key: String,
+    pub prefix: String,
+}
 
 #[utoipa::path(
     post,
@@ -36,93 +59,77 @@ pub const MAX_NAME_CHARS: usize = 100;
     description = "A tenant key creates keys for its own tenant (a `tenant_id` of another \
                    tenant is refused); the service token names the tenant in `tenant_id` or \
                    `X-Tenant-Id`.",
-    request_body = super::openapi::ApiKeyCreate,
+    request_body = ApiKeyCreate,
     responses(
-        (status = 201, description = "The key, shown only once", body = super::openapi::ApiKeyCreated),
-        (status = 400, description = "Malformed JSON or header", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not application/json", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields (see `errors`)", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid credentials", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The credentials may not do this", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Unexpected failure (details only in the service's log)", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is down; retry later (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")
+        (status = 201, description = "The key, shown only once", body = ApiKeyCreated),
+        ApiErrors,
+        BodyErrors,
     )
 )]
 pub async fn create(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    JsonObject(body): JsonObject,
+    JsonBody(body): JsonBody<ApiKeyCreate>,
 ) -> Result<Response, ApiError> {
-    let mut fields = Fields::new(body);
-    fields.only(&["tenant_id", "name"]);
-    let tenant = match fields.string("tenant_id") {
-        Some(t) => match TenantId::parse(&t) {
-            Ok(t) => Some(t),
-            Err(m) => {
-                fields.errors.push(FieldError::new("tenant_id", m));
-                None
-            }
-        },
-        None => match &caller {
-            Caller::Service { tenant: Some(t) } | Caller::Tenant(t) => Some(t.clone()),
-            Caller::Service { tenant: None } => {
-                fields.errors.push(FieldError::new(
-                    "tenant_id",
-                    "is required (or send X-Tenant-Id)",
-                ));
-                None
-            }
-        },
+    let tenant = match (&caller, body.tenant_id) {
+        (Caller::Tenant(own), Some(asked)) if *own != asked => {
+            return Err(ApiError::forbidden(
+                "an API key manages only its own tenant's keys",
+            ));
+        }
+        (Caller::Tenant(own), _) => own.clone(),
+        (_, Some(t)) => t,
+        (Caller::Service { tenant: Some(t) }, None) => t.clone(),
+        (Caller::Service { tenant: None }, None) => {
+            return Err(ApiError::validation(vec![FieldError::new(
+                "tenant_id",
+                "is required (or send X-Tenant-Id)",
+            )]));
+        }
     };
-    if let (Caller::Tenant(own), Some(asked)) = (&caller, &tenant)
-        && own != asked
-    {
-        return Err(ApiError::forbidden(
-            "an API key manages only its own tenant's keys",
-        ));
-    }
-    let name = fields.string("name");
-    if let Some(n) = &name
+    if let Some(n) = &body.name
         && (n.trim().is_empty() || n.chars().count() > MAX_NAME_CHARS)
     {
-        fields.errors.push(FieldError::new(
+        return Err(ApiError::validation(vec![FieldError::new(
             "name",
             format!("must be 1 to {MAX_NAME_CHARS} characters"),
-        ));
-    }
-    if !fields.errors.is_empty() {
-        return Err(ApiError::validation(fields.errors));
-    }
-    let Some(tenant) = tenant else {
-        return Err(ApiError::validation(vec![FieldError::new(
-            "tenant_id",
-            "is required",
         )]));
+    }
+    let key = issue(&state.pool, &tenant, body.name.as_deref())
+        .await
+        .map_err(|e| ApiError::database("insert api key", e))?;
+    let created = ApiKeyCreated {
+        id: key.id,
+        tenant_id: tenant,
+        name: body.name,
+        key: key.key,
+        prefix: key.prefix,
     };
+    Ok((StatusCode::CREATED, axum::Json(created)).into_response())
+}
+
+/// A tenant API key just issued. `key` exists only here: the store keeps its hash.
+pub struct IssuedApiKey {
+    pub id: Uuid,
+    pub key: String,
+    pub prefix: String,
+}
+
+/// Issues an API key for `tenant` (`POST /v1/api-keys` and `communication api-key create`).
+pub async fn issue(
+    pool: &sqlx::PgPool,
+    tenant: &TenantId,
+    name: Option<&str>,
+) -> Result<IssuedApiKey, sqlx::Error> {
     let key = generate_api_key();
     let id = Uuid::new_v4();
-    crate::store::api_keys::insert_api_key(
-        &state.pool,
+    crate::store::api_keys::insert_api_key(pool, id, tenant.as_str(), name, &key.prefix, &key.hash)
+        .await?;
+    Ok(IssuedApiKey {
         id,
-        tenant.as_str(),
-        name.as_deref(),
-        &key.prefix,
-        &key.hash,
-    )
-    .await
-    .map_err(|e| ApiError::database("insert api key", e))?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(json!({
-            "id": id,
-            "tenant_id": tenant,
-            "name": name,
-            "key": key.key,
-            "prefix": key.prefix,
-        })),
-    )
-        .into_response())
+        key: key.key,
+        prefix: key.prefix,
+    })
 }
 
 /// One of a tenant's keys as listed: never the key or its hash.

@@ -9,6 +9,9 @@ pub mod dead_letters;
 pub mod messages;
 pub mod providers;
 pub mod stats;
+pub mod suppressions;
+pub mod webhook_deliveries;
+pub mod webhook_endpoints;
 
 use std::time::Duration;
 

@@ -15,6 +15,7 @@ pub mod guard;
 pub mod policy;
 pub mod resolver;
 pub mod settle;
+pub mod suppression;
 pub mod writer;
 
 use std::sync::Arc;
@@ -44,7 +45,7 @@ pub async fn run(config: &Config, pool: PgPool, shutdown: CancellationToken) -> 
     metrics::gauge!("communication_worker_in_flight").increment(0.0);
     // Whether this worker is consuming right now (its readiness, with Postgres).
     let consuming = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    if let Some(addr) = config.worker_metrics_addr {
+    if let Some(addr) = config.telemetry.worker_metrics_addr {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         tracing::info!(addr = %listener.local_addr()?, "worker health and metrics listening");
         let stop = shutdown.clone();
@@ -63,25 +64,26 @@ pub async fn run(config: &Config, pool: PgPool, shutdown: CancellationToken) -> 
         config.worker.batch_size,
         config.worker.batch_linger,
         // Leave a connection of the pool for the provider resolver.
-        config
-            .worker
-            .batch_flushes
-            .min((config.db_pool_size as usize).saturating_sub(1).max(1)),
+        config.worker.batch_flushes.min(
+            (config.database.pool_size as usize)
+                .saturating_sub(1)
+                .max(1),
+        ),
     );
     let ctx = ProviderContext::new(
-        config.provider_bases.clone(),
-        config.allow_private_hosts,
-        config.provider_timeout,
-        config.public_url.clone(),
+        config.providers.bases.clone(),
+        config.providers.allow_private_hosts,
+        config.providers.timeout,
+        config.providers.public_url.clone(),
     )?;
     let resolver = Arc::new(Resolver::new(
         pool.clone(),
         config.keyring.clone(),
         ctx,
-        config.provider_cache_ttl,
+        config.providers.cache_ttl,
     ));
     let publisher = Arc::new(Publisher::new(
-        config.amqp_url.clone(),
+        config.amqp.url.clone(),
         &crate::queue::connection_name(&config.namespace, "worker-publisher"),
         topology.clone(),
         2,
@@ -96,13 +98,19 @@ pub async fn run(config: &Config, pool: PgPool, shutdown: CancellationToken) -> 
         },
         resolver,
         retry: config.retry,
-        public_url: config.public_url.clone(),
+        public_url: config.providers.public_url.clone(),
         guard: Arc::new(ProviderGuard::new(
             config.guard,
             &config.namespace,
-            Some(config.redis_url.expose_secret()),
+            Some(config.redis.url.expose_secret()),
+        )),
+        suppressions: Arc::new(suppression::SuppressionList::new(
+            pool.clone(),
+            config.notify.suppression_cache_ttl,
         )),
     });
+    // Status webhooks: their own pool, connection and concurrency (see `notify::service`).
+    let webhooks = crate::notify::service::spawn(config, shutdown.clone())?;
     let concurrency = config.worker.concurrency;
     let permits = Arc::new(Semaphore::new(concurrency));
     const FIRST_BACKOFF: Duration = Duration::from_millis(200);
@@ -143,6 +151,7 @@ pub async fn run(config: &Config, pool: PgPool, shutdown: CancellationToken) -> 
     drop(writer);
     publisher.close().await;
     let _ = writer_task.await;
+    let _ = webhooks.await;
     Ok(())
 }
 
@@ -166,7 +175,7 @@ async fn consume(
     }
     let _not_consuming = NotConsuming(consuming);
     let connection = crate::queue::connect(
-        config.amqp_url.expose_secret(),
+        config.amqp.url.expose_secret(),
         &crate::queue::connection_name(&config.namespace, "worker"),
     )
     .await?;
