@@ -11,9 +11,8 @@ use redis::aio::ConnectionLike;
 use uuid::Uuid;
 
 /// The Redis key of a provider's breaker (a hash): `{ns}:cb:{<provider id>}`, the provider id
-/// being the Redis Cluster hash tag its keys share. Must equal `worker::guard::breaker_key`
-/// (the integration test `stats::provider_health_shows_the_breaker_the_worker_opened…`
-/// fails if they drift).
+/// being the Redis Cluster hash tag its keys share. The worker's guard writes the breaker
+/// under this same key (`worker::guard` re-exports this function).
 pub fn breaker_key(namespace: &str, provider: Uuid) -> String {
     format!("{namespace}:cb:{{{provider}}}")
 }

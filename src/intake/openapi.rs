@@ -71,6 +71,9 @@ impl Modify for BearerAuth {
         (name = "api-keys", description = "Tenant API keys"),
         (name = "dead-letters", description = "Dead letters and their replay (operators)"),
         (name = "webhooks", description = "Provider delivery receipts"),
+        (name = "webhook-endpoints", description = "Signed status webhooks to the tenant"),
+        (name = "suppressions", description = "Recipients no message is sent to"),
+        (name = "stats", description = "Usage counts, delivery rates and provider health"),
         (name = "operations", description = "Health, readiness, metrics, this document"),
     )
 )]

@@ -95,10 +95,9 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// The Redis key of a provider's breaker (see `scripts`).
-pub fn breaker_key(namespace: &str, provider: Uuid) -> String {
-    format!("{namespace}:cb:{{{provider}}}")
-}
+/// The Redis key of a provider's breaker (see `scripts`): one definition, shared with the
+/// intake's read-only view of breakers (`guard_state`).
+pub use crate::guard_state::breaker_key;
 
 /// The Redis key of a provider's token bucket, in the breaker's cluster slot.
 pub fn bucket_key(namespace: &str, provider: Uuid) -> String {
