@@ -1,11 +1,10 @@
 // Messages (the usage log): newest first, filters in one row, "Load more" through the
 // cursor; messages still in flight refresh by themselves. A row opens the timeline.
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { api, query } from '../api';
+import { api, ApiError, query } from '../api';
 import { CHANNEL_LABEL, formatTime, STATUS_LABEL } from '../format';
 import { MESSAGE_STATUSES, TERMINAL_STATUSES, type Message, type Page, type Provider } from '../types';
 import { asApiError, EmptyState, ErrorPanel, PageHeader, Skeleton, StatusBadge, useResource } from '../ui';
-import type { ApiError } from '../api';
 
 const PAGE_SIZE = 50;
 const REFRESH_IN_FLIGHT_MS = 3000;
@@ -32,6 +31,38 @@ function localToIso(v: string): string | undefined {
   return Number.isNaN(d.getTime()) ? undefined : d.toISOString();
 }
 
+/**
+ * Filters the API does not know yet (it answers 422 "is not a known filter"): they are
+ * applied in the browser to the pages loaded so far instead, and the page says so.
+ */
+const LOCAL_CAPABLE = ['provider_id', 'to'] as const;
+const localFilters = new Set<string>();
+
+function matchesLocally(m: Message, f: Filters): boolean {
+  if (localFilters.has('provider_id') && f.provider_id && m.provider_id !== f.provider_id) return false;
+  if (localFilters.has('to') && f.to.trim() && m.to !== f.to.trim()) return false;
+  return true;
+}
+
+function narrowsLocally(f: Filters): boolean {
+  return (localFilters.has('provider_id') && !!f.provider_id) || (localFilters.has('to') && !!f.to.trim());
+}
+
+async function fetchPage(f: Filters, cursor?: string, signal?: AbortSignal): Promise<Page<Message>> {
+  for (;;) {
+    try {
+      return await api<Page<Message>>(`/v1/messages${apiParams(f, cursor)}`, { signal });
+    } catch (e) {
+      const unknown =
+        e instanceof ApiError && e.status === 422
+          ? e.errors.filter((x) => (LOCAL_CAPABLE as readonly string[]).includes(x.field) && !localFilters.has(x.field))
+          : [];
+      if (unknown.length === 0) throw e;
+      for (const x of unknown) localFilters.add(x.field);
+    }
+  }
+}
+
 function apiParams(f: Filters, cursor?: string) {
   let since: string | undefined;
   let until: string | undefined;
@@ -41,14 +72,15 @@ function apiParams(f: Filters, cursor?: string) {
   } else if (f.range) {
     since = new Date(Date.now() - RANGE_MS[f.range]).toISOString();
   }
+  const local = narrowsLocally(f);
   return query({
     status: f.status,
     channel: f.channel,
-    provider_id: f.provider_id,
-    to: f.to.trim(),
+    provider_id: localFilters.has('provider_id') ? undefined : f.provider_id,
+    to: localFilters.has('to') ? undefined : f.to.trim(),
     since,
     until,
-    limit: PAGE_SIZE,
+    limit: local ? 200 : PAGE_SIZE,
     cursor,
   });
 }
@@ -70,7 +102,7 @@ export function MessagesScreen() {
   const [updates, setUpdates] = useState<Record<string, Message>>({});
   const providers = useResource((signal) => api<{ items: Provider[] }>('/v1/providers', { signal }), []);
   const page = useResource(
-    (signal) => api<Page<Message>>(`/v1/messages${apiParams(filters)}`, { signal }),
+    (signal) => fetchPage(filters, undefined, signal),
     [filters],
   );
   useEffect(() => {
@@ -80,7 +112,9 @@ export function MessagesScreen() {
   }, [page.data]);
 
   // Rows that were in flight are shown from `updates` (fresh copies by id).
-  const rows = [...(page.data?.items ?? []), ...extra].map((m) => updates[m.id] ?? m);
+  const loaded = [...(page.data?.items ?? []), ...extra].map((m) => updates[m.id] ?? m);
+  const rows = loaded.filter((m) => matchesLocally(m, filters));
+  const local = narrowsLocally(filters);
   const rowsRef = useRef(rows);
   rowsRef.current = rows;
 
@@ -109,7 +143,7 @@ export function MessagesScreen() {
     setLoadingMore(true);
     setMoreError(undefined);
     try {
-      const next = await api<Page<Message>>(`/v1/messages${apiParams(filters, cursor)}`);
+      const next = await fetchPage(filters, cursor);
       setExtra([...extra, ...next.items]);
       setCursor(next.next_cursor ?? null);
     } catch (e) {
@@ -219,6 +253,12 @@ export function MessagesScreen() {
 
       {page.loading && !page.data ? <Skeleton rows={6} label="Loading messages…" /> : null}
       {page.error ? <ErrorPanel error={page.error} onRetry={page.reload} /> : null}
+      {local && page.data ? (
+        <p class="muted" role="status">
+          Provider and recipient filters look through the {loaded.length} most recent messages loaded
+          {cursor ? '; use “Load more” to search further back.' : '.'}
+        </p>
+      ) : null}
       {page.data && rows.length === 0 ? (
         filtered ? (
           <EmptyState title="No message matches these filters">
@@ -280,7 +320,7 @@ export function MessagesScreen() {
         </div>
       ) : null}
       {moreError ? <ErrorPanel error={moreError} onRetry={() => void loadMore()} /> : null}
-      {cursor && rows.length > 0 ? (
+      {cursor && (rows.length > 0 || local) ? (
         <div class="load-more">
           <button type="button" class="button" onClick={() => void loadMore()} disabled={loadingMore}>
             {loadingMore ? 'Loading…' : 'Load more'}

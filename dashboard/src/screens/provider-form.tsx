@@ -129,7 +129,16 @@ function KindForm(props: Props & { kind: ProviderKind; onBack?: () => void }) {
   const [busy, setBusy] = useState(false);
 
   const set = (field: string, value: string | boolean) => setValues({ ...values, [field]: value });
-  const fieldError = (field: string) => error?.fieldError(field);
+  /** The API's message for a field, as a sentence: "is required" becomes "API key is required". */
+  const fieldError = (field: string) => {
+    const message = error?.fieldError(field);
+    if (!message) return undefined;
+    if (!/^(is|must|should|cannot|may|has|needs|was)\b/.test(message)) return message;
+    const name = field.replace(/^config\./, '');
+    const f = kind.fields.find((x) => x.name === name);
+    const label = field === 'name' ? 'Name' : f ? fieldLabel(f) : name;
+    return `${label} ${message}`;
+  };
   const knownFields = new Set(['name', 'channel', 'enabled', ...kind.fields.map((f) => `config.${f.name}`)]);
   const generalErrors = error?.errors.filter((e) => !knownFields.has(e.field)) ?? [];
 
