@@ -143,6 +143,15 @@ describe('the tenant dashboard', { timeout: 10 * 60_000 }, () => {
       stack.resend.requests.some((r) => r.url.startsWith('/domains') && r.key === stack.resendKeys.good),
       'the check called Resend with the key typed in',
     );
+    // A real test message, followed live until it is sent.
+    await row.getByLabel(/Send a test message to/).fill('owner@example.com');
+    await row.getByRole('button', { name: 'Send test message' }).click();
+    await row.getByText('Sent', { exact: true }).waitFor({ timeout: 30_000 });
+    await row.getByRole('link', { name: 'Open its timeline' }).waitFor();
+    assert.ok(
+      stack.resend.requests.some((r) => r.url.startsWith('/emails') && r.body.includes('owner@example.com')),
+      'the test message went out through Resend',
+    );
     await shot('providers-test-ok');
     await assertNoSecretLeaked('add provider');
   });
@@ -256,9 +265,9 @@ describe('the tenant dashboard', { timeout: 10 * 60_000 }, () => {
 
   test('the overview counts what was sent', async () => {
     await openScreen('Overview');
-    await waitFor('the overview to count 2 messages', async () => {
+    await waitFor('the overview to count the 3 messages sent (2 sends and the test message)', async () => {
       const tile = page.getByText('Messages, last 7 days').locator('..');
-      if ((await tile.count()) && (await tile.innerText()).includes('2')) return true;
+      if ((await tile.count()) && (await tile.innerText()).includes('3')) return true;
       await page.getByRole('button', { name: '30 days' }).click();
       await page.getByRole('button', { name: '7 days' }).click();
       return false;
