@@ -54,7 +54,7 @@ async function fetchPage(f: Filters, cursor?: string, signal?: AbortSignal): Pro
       return await api<Page<Message>>(`/v1/messages${apiParams(f, cursor)}`, { signal });
     } catch (e) {
       const unknown =
-        e instanceof ApiError && e.status === 422
+        e instanceof ApiError && (e.status === 400 || e.status === 422)
           ? e.errors.filter((x) => (LOCAL_CAPABLE as readonly string[]).includes(x.field) && !localFilters.has(x.field))
           : [];
       if (unknown.length === 0) throw e;
