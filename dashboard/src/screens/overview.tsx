@@ -1,13 +1,17 @@
 // Overview: sends per day by outcome (7 or 30 days, stacked bars), delivery rate and
 // accept→sent p50/p95 per provider, from GET /v1/stats.
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { BarController, BarElement, CategoryScale, Chart, Legend, LinearScale, Tooltip } from 'chart.js';
 import { api, query } from '../api';
 import { CHANNEL_LABEL, formatCount, formatMs, formatPercent } from '../format';
 import type { Stats, StatsBucket } from '../types';
 import { EmptyState, ErrorPanel, PageHeader, Skeleton, useResource } from '../ui';
 
-Chart.register(BarController, BarElement, CategoryScale, LinearScale, Tooltip, Legend);
+/** Chart.js loads with the first chart (its own hashed file), not with the sign-in page. */
+async function loadChart() {
+  const { BarController, BarElement, CategoryScale, Chart, Legend, LinearScale, Tooltip } = await import('chart.js');
+  Chart.register(BarController, BarElement, CategoryScale, LinearScale, Tooltip, Legend);
+  return Chart;
+}
 
 /** Outcomes drawn in the chart: statuses grouped, coloured like the status badges. */
 const OUTCOMES: { label: string; statuses: string[]; color: string }[] = [
@@ -119,7 +123,8 @@ function Tile(props: { label: string; value: string }) {
 function SendsChart(props: { buckets: StatsBucket[] }) {
   const canvas = useRef<HTMLCanvasElement>(null);
   useEffect(() => {
-    if (!canvas.current) return;
+    let chart: { destroy: () => void } | undefined;
+    let cancelled = false;
     const labels = props.buckets.map((b) => dayLabel(b.start));
     const datasets = OUTCOMES.map((o) => ({
       label: o.label,
@@ -127,21 +132,27 @@ function SendsChart(props: { buckets: StatsBucket[] }) {
       backgroundColor: cssColor(o.color),
       stack: 'outcomes',
     })).filter((d) => d.data.some((n) => n > 0));
-    const chart = new Chart(canvas.current, {
-      type: 'bar',
-      data: { labels, datasets },
-      options: {
-        responsive: true,
-        maintainAspectRatio: false,
-        animation: false,
-        scales: {
-          x: { stacked: true, grid: { display: false } },
-          y: { stacked: true, beginAtZero: true, ticks: { precision: 0 } },
+    void loadChart().then((Chart) => {
+      if (cancelled || !canvas.current) return;
+      chart = new Chart(canvas.current, {
+        type: 'bar',
+        data: { labels, datasets },
+        options: {
+          responsive: true,
+          maintainAspectRatio: false,
+          animation: false,
+          scales: {
+            x: { stacked: true, grid: { display: false } },
+            y: { stacked: true, beginAtZero: true, ticks: { precision: 0 } },
+          },
+          plugins: { legend: { position: 'bottom' } },
         },
-        plugins: { legend: { position: 'bottom' } },
-      },
+      });
     });
-    return () => chart.destroy();
+    return () => {
+      cancelled = true;
+      chart?.destroy();
+    };
   }, [props.buckets]);
   const total = props.buckets.reduce((n, b) => n + b.total, 0);
   return (
