@@ -22,6 +22,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::crypto::Keyring;
 use crate::domain::Channel;
 use crate::queue::Publisher;
 use crate::store::dead_letters::{self, ReplayClaim};
@@ -110,14 +111,17 @@ impl ReplayOutcome {
 }
 
 /// Replays one dead letter (optionally only if it belongs to `tenant`); `by` is recorded.
+/// `keyring` opens its sealed body.
 pub async fn replay(
     pool: &PgPool,
+    keyring: &Keyring,
     publisher: &Arc<Publisher>,
     id: i64,
     tenant: Option<&str>,
     by: &str,
 ) -> Result<ReplayOutcome, sqlx::Error> {
-    let claim = dead_letters::claim_replay(pool, id, tenant, by, REPLAY_CLAIM_STALE).await?;
+    let claim =
+        dead_letters::claim_replay(pool, keyring, id, tenant, by, REPLAY_CLAIM_STALE).await?;
     let (message_id, tenant_id, routing_key, body, resumed) = match claim {
         ReplayClaim::Ready {
             message_id,

@@ -325,9 +325,15 @@ async fn dlq_command(action: DlqAction, config: &Config) -> anyhow::Result<()> {
             ));
             let mut refused = 0;
             for id in &ids {
-                let outcome =
-                    communication::dlq::replay(&pool, &publisher, *id, tenant.as_deref(), "cli")
-                        .await?;
+                let outcome = communication::dlq::replay(
+                    &pool,
+                    &config.keyring,
+                    &publisher,
+                    *id,
+                    tenant.as_deref(),
+                    "cli",
+                )
+                .await?;
                 if !outcome.is_replayed() {
                     refused += 1;
                 }

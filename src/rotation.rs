@@ -1,15 +1,19 @@
-//! `communication keys rotate`: re-encrypts every provider secret sealed under an older key.
+//! `communication keys rotate`: re-encrypts every provider secret sealed under an older key,
+//! and every dead-letter body that is clear or sealed under an older key.
 //! Rows are read in pages and replaced only if unchanged since read (compare-and-swap), so it
 //! is safe to run while the service is up, and safe to run again.
 
 use sqlx::PgPool;
 
 use crate::crypto::{Keyring, provider_aad};
+use crate::store::dead_letter_bodies::{self, SealedBody};
 use crate::store::providers as store;
 
 #[derive(Debug, Default)]
 pub struct RotationReport {
     pub rotated: usize,
+    /// Dead-letter bodies sealed (clear ones) or re-sealed (under an older key).
+    pub dead_letters_sealed: usize,
 }
 
 pub async fn rotate(pool: &PgPool, keyring: &Keyring) -> anyhow::Result<RotationReport> {
@@ -42,5 +46,39 @@ pub async fn rotate(pool: &PgPool, keyring: &Keyring) -> anyhow::Result<Rotation
             break;
         }
     }
+    report.dead_letters_sealed = seal_dead_letter_bodies(pool, keyring).await?;
     Ok(report)
+}
+
+/// Seals every clear dead-letter body and re-seals those under an older key; returns how
+/// many. A body that does not open stops the rotation (its key is missing from
+/// `ENCRYPTION_SECRET_PREVIOUS`), as for provider secrets.
+pub async fn seal_dead_letter_bodies(pool: &PgPool, keyring: &Keyring) -> anyhow::Result<usize> {
+    let active = keyring.active_key_id();
+    let mut sealed = 0;
+    let mut after = 0;
+    loop {
+        let rows = dead_letter_bodies::bodies_needing_seal(pool, &active, after, 200).await?;
+        let Some(last) = rows.last() else {
+            break;
+        };
+        after = last.id;
+        for row in &rows {
+            let plain = match (&row.sealed_body, &row.body) {
+                (Some(old), _) => SealedBody::open(keyring, row.id, old).map_err(|e| {
+                    anyhow::anyhow!(
+                        "dead letter {}: {e} (is its key in ENCRYPTION_SECRET_PREVIOUS?)",
+                        row.id
+                    )
+                })?,
+                (None, Some(clear)) => clear.clone(),
+                (None, None) => continue,
+            };
+            let new = SealedBody::seal(keyring, row.id, &plain);
+            if dead_letter_bodies::replace_body(pool, row, &new).await? {
+                sealed += 1;
+            }
+        }
+    }
+    Ok(sealed)
 }

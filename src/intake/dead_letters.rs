@@ -211,6 +211,7 @@ pub async fn replay(
     let id: i64 = id.parse().map_err(|_| ApiError::not_found("dead letter"))?;
     let outcome = dlq::replay(
         &state.pool,
+        &state.keyring,
         &state.publisher,
         id,
         scope.map(|t| t.as_str()),
@@ -318,9 +319,16 @@ pub async fn replay_many(
     let mut results = Vec::with_capacity(ids.len());
     let mut replayed = 0;
     for id in ids {
-        let outcome = dlq::replay(&state.pool, &state.publisher, id, scope.as_deref(), "api")
-            .await
-            .map_err(|e| ApiError::database("replay dead letter", e))?;
+        let outcome = dlq::replay(
+            &state.pool,
+            &state.keyring,
+            &state.publisher,
+            id,
+            scope.as_deref(),
+            "api",
+        )
+        .await
+        .map_err(|e| ApiError::database("replay dead letter", e))?;
         if outcome.is_replayed() {
             replayed += 1;
         }

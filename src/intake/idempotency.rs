@@ -1,8 +1,13 @@
 //! Idempotency keys in Redis, claimed in the same round trip that leaves the "queued" marker
 //! for the message (so a backlog still reads as `queued`).
 //!
-//! Key `{ns}:idem:{tenant}:{sha256(key)}` holds `pending|<fingerprint>|<id>` while the publish
-//! is in flight and `done|<fingerprint>|<id>` after the broker confirmed it (24 h).
+//! Keys (`ns` is `COMMUNICATION_NAMESPACE`):
+//! - `ns:idem:{tenant}:<sha256(key)>` holds `pending|<fingerprint>|<id>` while the publish is
+//!   in flight and `done|<fingerprint>|<id>` after the broker confirmed it (24 h);
+//! - `ns:msg:{tenant}:<id>` is the queued marker (24 h).
+//!
+//! The claim script writes both, so both carry the tenant as their Redis Cluster hash tag
+//! (`{tenant}`: the only part both are built from) and land in one slot.
 
 use deadpool_redis::redis::{self, Script};
 use sha2::{Digest, Sha256};
@@ -26,13 +31,13 @@ pub enum Claim {
 
 pub fn idem_key(ns: &str, tenant: &str, key: &str) -> String {
     format!(
-        "{ns}:idem:{tenant}:{}",
+        "{ns}:idem:{{{tenant}}}:{}",
         hex::encode(Sha256::digest(key.as_bytes()))
     )
 }
 
 pub fn marker_key(ns: &str, tenant: &str, id: Uuid) -> String {
-    format!("{ns}:msg:{tenant}:{id}")
+    format!("{ns}:msg:{{{tenant}}}:{id}")
 }
 
 const CLAIM: &str = r"
@@ -111,9 +116,12 @@ pub async fn release(
     fingerprint: &str,
     id: Uuid,
 ) -> Result<(), redis::RedisError> {
+    let Some(idem) = idem else {
+        return redis::cmd("DEL").arg(marker).query_async::<()>(conn).await;
+    };
     let pending = format!("pending|{fingerprint}|{id}");
     Script::new(RELEASE)
-        .key(idem.unwrap_or("-"))
+        .key(idem)
         .key(marker)
         .arg(pending)
         .invoke_async::<i64>(conn)
@@ -140,4 +148,31 @@ pub async fn get_marker(
     marker: &str,
 ) -> Result<Option<String>, redis::RedisError> {
     redis::cmd("GET").arg(marker).query_async(conn).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The Redis Cluster hash tag of a key: the first `{…}` with something inside.
+    fn hash_tag(key: &str) -> &str {
+        key.find('{')
+            .and_then(|open| {
+                let close = key[open + 1..].find('}')? + open + 1;
+                (close > open + 1).then(|| &key[open + 1..close])
+            })
+            .unwrap_or(key)
+    }
+
+    #[test]
+    fn a_claim_and_its_marker_share_a_hash_tag_under_the_namespace() {
+        let id = Uuid::new_v4();
+        let idem = idem_key("prod", "acme", "order-42");
+        let marker = marker_key("prod", "acme", id);
+        assert!(idem.starts_with("prod:idem:{acme}:"), "{idem}");
+        assert_eq!(marker, format!("prod:msg:{{acme}}:{id}"));
+        assert_eq!(hash_tag(&idem), hash_tag(&marker));
+        assert_eq!(hash_tag(&idem), "acme");
+        assert_ne!(idem_key("prod", "acme", "k"), idem_key("test", "acme", "k"));
+    }
 }

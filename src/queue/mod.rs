@@ -1,8 +1,10 @@
 //! RabbitMQ: the topology (exchanges, work, delay and dead-letter queues), the versioned
-//! envelope that is the contract with direct publishers, and the confirmed publisher.
+//! envelope that is the contract with direct publishers, the retry state a delayed envelope
+//! carries in its headers, and the confirmed publisher.
 
 pub mod envelope;
 pub mod publisher;
+pub mod retry_state;
 pub mod topology;
 
 pub use envelope::{ENVELOPE_VERSION, Envelope};

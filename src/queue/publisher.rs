@@ -75,14 +75,6 @@ impl Publisher {
         self.pool().await.map(|_| ())
     }
 
-    /// True when a connection is up.
-    pub async fn is_connected(&self) -> bool {
-        match self.pool.read().await.as_ref() {
-            Some(p) => p.healthy(),
-            None => false,
-        }
-    }
-
     async fn pool(&self) -> Result<Arc<Pool>, PublishError> {
         if let Some(p) = self.pool.read().await.as_ref()
             && p.healthy()

@@ -148,22 +148,22 @@ fn long_str(s: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(s.as_bytes().to_vec()))
 }
 
-/// Header value helpers shared by publisher and consumer.
-pub fn header_i64(headers: Option<&FieldTable>, name: &str) -> Option<i64> {
-    let value = headers?.inner().get(&ShortString::from(name))?;
-    match value {
-        AMQPValue::LongLongInt(v) => Some(*v),
-        AMQPValue::LongInt(v) => Some(i64::from(*v)),
-        AMQPValue::LongUInt(v) => Some(i64::from(*v)),
-        AMQPValue::ShortInt(v) => Some(i64::from(*v)),
-        AMQPValue::ShortUInt(v) => Some(i64::from(*v)),
-        AMQPValue::ShortShortInt(v) => Some(i64::from(*v)),
-        AMQPValue::ShortShortUInt(v) => Some(i64::from(*v)),
-        AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok()?.parse().ok(),
-        _ => None,
+/// Header on dead letters: why the envelope was given up on.
+pub const HEADER_DEATH_REASON: &str = "x-death-reason";
+
+/// The headers of an envelope sent to `{ns}.dead`: the reason, the routing key it arrived
+/// with, and its tenant when known.
+pub fn dead_letter_headers(reason: &str, routing_key: &str, tenant: Option<&str>) -> FieldTable {
+    let mut headers = FieldTable::default();
+    headers.insert(HEADER_DEATH_REASON.into(), long_str(reason));
+    headers.insert("x-original-routing-key".into(), long_str(routing_key));
+    if let Some(t) = tenant {
+        headers.insert("x-tenant-id".into(), long_str(t));
     }
+    headers
 }
 
+/// A text header's value (as a publisher or the broker set it).
 pub fn header_str(headers: Option<&FieldTable>, name: &str) -> Option<String> {
     let value = headers?.inner().get(&ShortString::from(name))?;
     match value {

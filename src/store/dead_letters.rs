@@ -1,13 +1,21 @@
 //! `dead_letters`: what the worker writes when it gives up on an envelope (one row per trip to
 //! `{ns}.dead`), the operator's listing, and the two short transactions of a replay (claim,
 //! then finish or undo). The body is read only to be re-published, never to be shown.
+//!
+//! The body can hold a one-time code, so it is stored sealed with the service's keyring
+//! (AES-256-GCM, associated data naming the row: a blob copied to another row does not open)
+//! in `sealed_body`, with its key id in `body_key_id` for `keys rotate`. Rows written before
+//! sealing keep their clear `body` until `keys rotate` seals them; replay reads either.
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use crate::crypto::Keyring;
 use crate::domain::EventKind;
+
+pub use super::dead_letter_bodies::{SealedBody, reserve_id};
 
 /// A valid envelope whose delivery failed for good: replayable.
 pub const KIND_FAILED: &str = "failed";
@@ -17,6 +25,8 @@ pub const KIND_INVALID: &str = "invalid";
 /// A row the worker writes with a trip to `{ns}.dead`.
 #[derive(Clone)]
 pub struct DeadLetter {
+    /// From [`reserve_id`]: the body is sealed for it.
+    pub id: i64,
     pub message_id: Option<Uuid>,
     pub tenant_id: Option<String>,
     pub reason: String,
@@ -24,8 +34,9 @@ pub struct DeadLetter {
     pub kind: &'static str,
     pub channel: Option<String>,
     pub routing_key: Option<String>,
-    /// The envelope as received (kept for replay; may hold a one-time code).
-    pub body: Option<Vec<u8>>,
+    /// The envelope as received, sealed for row `id` (kept for replay; may hold a one-time
+    /// code).
+    pub body: Option<SealedBody>,
 }
 
 impl std::fmt::Debug for DeadLetter {
@@ -38,7 +49,11 @@ impl std::fmt::Debug for DeadLetter {
             .field("kind", &self.kind)
             .field("channel", &self.channel)
             .field("routing_key", &self.routing_key)
-            .field("body_bytes", &self.body.as_ref().map(Vec::len))
+            .field("id", &self.id)
+            .field(
+                "sealed_body_bytes",
+                &self.body.as_ref().map(|b| b.blob.len()),
+            )
             .finish()
     }
 }
@@ -50,25 +65,36 @@ pub async fn insert_dead_letters(
     if rows.is_empty() {
         return Ok(());
     }
-    let ids: Vec<Option<Uuid>> = rows.iter().map(|r| r.message_id).collect();
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let messages: Vec<Option<Uuid>> = rows.iter().map(|r| r.message_id).collect();
     let tenants: Vec<Option<&str>> = rows.iter().map(|r| r.tenant_id.as_deref()).collect();
     let reasons: Vec<&str> = rows.iter().map(|r| r.reason.as_str()).collect();
     let kinds: Vec<&str> = rows.iter().map(|r| r.kind).collect();
     let channels: Vec<Option<&str>> = rows.iter().map(|r| r.channel.as_deref()).collect();
     let keys: Vec<Option<&str>> = rows.iter().map(|r| r.routing_key.as_deref()).collect();
-    let bodies: Vec<Option<&[u8]>> = rows.iter().map(|r| r.body.as_deref()).collect();
+    let bodies: Vec<Option<&[u8]>> = rows
+        .iter()
+        .map(|r| r.body.as_ref().map(|b| b.blob.as_slice()))
+        .collect();
+    let key_ids: Vec<Option<&str>> = rows
+        .iter()
+        .map(|r| r.body.as_ref().map(|b| b.key_id.as_str()))
+        .collect();
     sqlx::query(
-        "INSERT INTO dead_letters (message_id, tenant_id, reason, kind, channel, routing_key, body) \
-         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
-                              $6::text[], $7::bytea[])",
+        "INSERT INTO dead_letters (id, message_id, tenant_id, reason, kind, channel, routing_key, \
+                                   sealed_body, body_key_id) \
+         SELECT * FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::text[], \
+                              $6::text[], $7::text[], $8::bytea[], $9::text[])",
     )
     .bind(&ids)
+    .bind(&messages)
     .bind(&tenants)
     .bind(&reasons)
     .bind(&kinds)
     .bind(&channels)
     .bind(&keys)
     .bind(&bodies)
+    .bind(&key_ids)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -105,7 +131,8 @@ pub struct DeadLetterFilter {
 }
 
 const COLUMNS: &str = "id, created_at, tenant_id, message_id, kind, channel, routing_key, reason, \
-    (kind = 'failed' AND body IS NOT NULL AND message_id IS NOT NULL AND tenant_id IS NOT NULL) \
+    (kind = 'failed' AND (body IS NOT NULL OR sealed_body IS NOT NULL) \
+        AND message_id IS NOT NULL AND tenant_id IS NOT NULL) \
         AS replayable, \
     replay_started_at, replayed_at, replayed_by";
 
@@ -144,7 +171,7 @@ pub async fn pending_replay_ids(
 ) -> Result<Vec<i64>, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT id FROM dead_letters WHERE replayed_at IS NULL AND kind = 'failed' \
-         AND body IS NOT NULL AND message_id IS NOT NULL \
+         AND (body IS NOT NULL OR sealed_body IS NOT NULL) AND message_id IS NOT NULL \
          AND ($1::text IS NULL OR tenant_id = $1) ORDER BY id LIMIT $2",
     )
     .bind(tenant)
@@ -157,7 +184,7 @@ pub async fn pending_replay_ids(
 #[derive(Debug)]
 pub enum ReplayClaim {
     /// Claimed: the message is `queued` again (event `replayed` written) and the row is
-    /// marked as being replayed. Publish `body` to `{ns}.send` with `routing_key`, then
+    /// marked as being replayed. Publish `body` (opened) to `{ns}.send` with `routing_key`, then
     /// [`finish_replay`] (or [`undo_replay`] if the publish failed).
     Ready {
         message_id: Uuid,
@@ -191,6 +218,7 @@ type ClaimRow = (
     Option<String>,
     Option<String>,
     Option<Vec<u8>>,
+    Option<Vec<u8>>,
     Option<DateTime<Utc>>,
     Option<DateTime<Utc>>,
     String,
@@ -200,10 +228,12 @@ type ClaimRow = (
 /// replay waits, then sees the claim), the message moves `failed` → `queued` only if it is
 /// still `failed`, and a `replayed` event is written. A claim older than `stale_after`
 /// without a finish is an interrupted replay: it is resumed while the message is still
-/// `queued`, and finished without a publish once the message moved on.
+/// `queued`, and finished without a publish once the message moved on. A sealed body is
+/// opened before anything changes: one that does not open is not replayable.
 #[tracing::instrument(skip_all)]
 pub async fn claim_replay(
     pool: &PgPool,
+    keyring: &Keyring,
     id: i64,
     tenant: Option<&str>,
     by: &str,
@@ -211,16 +241,26 @@ pub async fn claim_replay(
 ) -> Result<ReplayClaim, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let row: Option<ClaimRow> = sqlx::query_as(
-        "SELECT message_id, tenant_id, kind, channel, routing_key, body, replay_started_at, \
-                replayed_at, reason \
+        "SELECT message_id, tenant_id, kind, channel, routing_key, body, sealed_body, \
+                replay_started_at, replayed_at, reason \
          FROM dead_letters WHERE id = $1 AND ($2::text IS NULL OR tenant_id = $2) FOR UPDATE",
     )
     .bind(id)
     .bind(tenant)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some((message_id, tenant_id, kind, channel, routing_key, body, started, replayed, reason)) =
-        row
+    let Some((
+        message_id,
+        tenant_id,
+        kind,
+        channel,
+        routing_key,
+        clear_body,
+        sealed_body,
+        started,
+        replayed,
+        reason,
+    )) = row
     else {
         return Ok(ReplayClaim::NotFound);
     };
@@ -249,6 +289,21 @@ pub async fn claim_replay(
             ),
         });
     }
+    let body = match (sealed_body, clear_body) {
+        (Some(sealed), _) => match SealedBody::open(keyring, id, &sealed) {
+            Ok(body) => Some(body),
+            Err(e) => {
+                return Ok(ReplayClaim::NotReplayable {
+                    reason: format!(
+                        "its stored envelope cannot be opened: {e} (is its key in \
+                         ENCRYPTION_SECRET_PREVIOUS?)"
+                    ),
+                });
+            }
+        },
+        // Stored before bodies were sealed (and not yet sealed by `keys rotate`).
+        (None, clear) => clear,
+    };
     let (Some(message_id), Some(tenant_id), Some(body)) = (message_id, tenant_id, body) else {
         return Ok(ReplayClaim::NotReplayable {
             reason: "the envelope body was not stored (dead-lettered before replay support); \

@@ -363,6 +363,10 @@ pub async fn find_for_provider(
 /// from `sending`/`sent` to a receipt status, and from `delivered` only to `bounced` (a late
 /// bounce is the later truth); `failed`, `expired`, `undelivered` and `bounced` never move.
 /// Returns the status after the receipt.
+///
+/// "Once" is the database's guarantee (unique index `message_events_receipt` on message,
+/// kind and `detail->>'receipt_id'`): of two copies of one receipt arriving together, the
+/// second waits for the first to commit, then inserts nothing and moves nothing.
 #[allow(clippy::too_many_arguments)]
 #[tracing::instrument(skip_all)]
 pub async fn apply_receipt(
@@ -375,39 +379,40 @@ pub async fn apply_receipt(
     receipt_id: &str,
     detail: Value,
 ) -> Result<Option<String>, sqlx::Error> {
+    // The receipt id the index deduplicates on is the one given, whatever `detail` holds.
+    let detail = match detail {
+        Value::Object(mut fields) => {
+            fields.insert("receipt_id".into(), Value::from(receipt_id));
+            Value::Object(fields)
+        }
+        other => serde_json::json!({"receipt_id": receipt_id, "detail": other}),
+    };
     let mut tx = pool.begin().await?;
-    let seen: Option<(i64,)> = sqlx::query_as(
-        "SELECT id FROM message_events WHERE message_id = $1 AND kind = $2 \
-         AND detail->>'receipt_id' = $3 LIMIT 1",
+    let recorded: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO message_events (message_id, tenant_id, kind, provider_id, detail) \
+         VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (message_id, kind, (detail->>'receipt_id')) WHERE detail ? 'receipt_id' \
+         DO NOTHING RETURNING id",
     )
     .bind(message_id)
+    .bind(tenant_id)
     .bind(event_kind)
-    .bind(receipt_id)
+    .bind(provider_id)
+    .bind(&detail)
     .fetch_optional(&mut *tx)
     .await?;
-    if seen.is_none() {
+    if recorded.is_some()
+        && let Some(status) = new_status
+    {
         sqlx::query(
-            "INSERT INTO message_events (message_id, tenant_id, kind, provider_id, detail) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "UPDATE message_logs SET status = $2, updated_at = now(), completed_at = now() \
+             WHERE id = $1 AND (status IN ('sending', 'sent') \
+                                OR (status = 'delivered' AND $2 = 'bounced'))",
         )
         .bind(message_id)
-        .bind(tenant_id)
-        .bind(event_kind)
-        .bind(provider_id)
-        .bind(&detail)
+        .bind(status)
         .execute(&mut *tx)
         .await?;
-        if let Some(status) = new_status {
-            sqlx::query(
-                "UPDATE message_logs SET status = $2, updated_at = now(), completed_at = now() \
-                 WHERE id = $1 AND (status IN ('sending', 'sent') \
-                                    OR (status = 'delivered' AND $2 = 'bounced'))",
-            )
-            .bind(message_id)
-            .bind(status)
-            .execute(&mut *tx)
-            .await?;
-        }
     }
     let status: Option<String> =
         sqlx::query_scalar("SELECT status FROM message_logs WHERE id = $1")

@@ -4,6 +4,7 @@
 //! `UNNEST` inserts and updates).
 
 pub mod api_keys;
+pub mod dead_letter_bodies;
 pub mod dead_letters;
 pub mod messages;
 pub mod providers;

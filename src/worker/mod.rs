@@ -1,5 +1,7 @@
-//! The worker: consumes `{ns}.send.email` and `{ns}.send.sms`, runs the delivery policy for
-//! each envelope (see `delivery`), and acks only after the outcome is committed.
+//! The worker: consumes `{ns}.send.email` and `{ns}.send.sms`, runs each envelope through its
+//! delivery (`delivery`: the steps; `policy`: what follows each step, a pure function;
+//! `settle`: carrying that out; `dead_letter`: giving up), and acks only after the outcome is
+//! committed.
 //!
 //! Concurrency is bounded by a semaphore (one permit per delivery in progress) and the broker
 //! prefetch; a slow provider occupies only its own permits. The connection is supervised: when
@@ -7,9 +9,12 @@
 //! worker stops taking deliveries, finishes and acks the ones in progress, then flushes its
 //! writer.
 
+mod dead_letter;
 pub mod delivery;
 pub mod guard;
+pub mod policy;
 pub mod resolver;
+pub mod settle;
 pub mod writer;
 
 use std::sync::Arc;
@@ -27,9 +32,10 @@ use crate::config::Config;
 use crate::domain::Channel;
 use crate::providers::ProviderContext;
 use crate::queue::{Publisher, Topology};
-use delivery::{Deliverer, Disposition};
+use delivery::Deliverer;
 use guard::ProviderGuard;
 use resolver::Resolver;
+use settle::{Disposition, Settler};
 use writer::Writer;
 
 /// Runs a worker until `shutdown` is cancelled.
@@ -81,10 +87,14 @@ pub async fn run(config: &Config, pool: PgPool, shutdown: CancellationToken) -> 
         2,
     ));
     let deliverer = Arc::new(Deliverer {
-        writer: writer.clone(),
+        settler: Settler {
+            writer: writer.clone(),
+            publisher: publisher.clone(),
+            topology: topology.clone(),
+            keyring: config.keyring.clone(),
+            pool: pool.clone(),
+        },
         resolver,
-        publisher: publisher.clone(),
-        topology: topology.clone(),
         retry: config.retry,
         public_url: config.public_url.clone(),
         guard: Arc::new(ProviderGuard::new(

@@ -7,13 +7,9 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::domain::{Channel, EventKind};
-use crate::queue::envelope::Rejection;
-use crate::store::dead_letters;
 use crate::store::messages::{self, ClaimOutcome, DeadLetter, NewEvent, NewMessage, StatusUpdate};
 
 /// Rows one delivery step wants committed together.
@@ -33,8 +29,6 @@ enum Request {
 #[derive(Clone)]
 pub struct Writer {
     tx: mpsc::Sender<Request>,
-    /// For the rare unbatched writes (invalid envelopes).
-    pool: PgPool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,14 +44,8 @@ impl Writer {
         flushes: usize,
     ) -> (Writer, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(batch_size.max(1) * 4);
-        let task = tokio::spawn(run(
-            pool.clone(),
-            rx,
-            batch_size.max(1),
-            linger,
-            flushes.max(1),
-        ));
-        (Writer { tx, pool }, task)
+        let task = tokio::spawn(run(pool, rx, batch_size.max(1), linger, flushes.max(1)));
+        (Writer { tx }, task)
     }
 
     /// Records a message (first sight) and says whether it is new, known, or a duplicate.
@@ -70,68 +58,6 @@ impl Writer {
         rx.await
             .map_err(|_| WriteError("writer stopped".into()))?
             .map_err(WriteError)
-    }
-
-    /// Records an envelope that failed validation: a `failed` message with `failed` and
-    /// `dead_lettered` events when it carries a usable id, tenant and channel, and a
-    /// `dead_letters` row in every case (with the raw body and routing key, for operators).
-    pub async fn record_rejection(
-        &self,
-        rejection: Rejection,
-        body: &[u8],
-        routing_key: &str,
-    ) -> Result<(), WriteError> {
-        let w = |e: sqlx::Error| WriteError(e.to_string());
-        let mut tx = self.pool.begin().await.map_err(w)?;
-        let channel = rejection.channel.as_deref().and_then(Channel::parse);
-        if let (Some(id), Some(tenant), Some(channel)) =
-            (rejection.id, &rejection.tenant_id, channel)
-        {
-            let row = NewMessage {
-                id,
-                tenant_id: tenant.as_str().to_owned(),
-                channel: channel.as_str().to_owned(),
-                recipient: rejection.to.clone().unwrap_or_default(),
-                idempotency_key: None,
-                metadata: None,
-                ttl_seconds: None,
-                created_at: Utc::now(),
-            };
-            if messages::record_rejected(&mut tx, &row, &rejection.reason)
-                .await
-                .map_err(w)?
-            {
-                let detail = Some(serde_json::json!({"reason": rejection.reason}));
-                let events: Vec<NewEvent> = [EventKind::Failed, EventKind::DeadLettered]
-                    .into_iter()
-                    .map(|kind| NewEvent {
-                        message_id: id,
-                        tenant_id: tenant.as_str().to_owned(),
-                        kind: kind.as_str(),
-                        provider_id: None,
-                        detail: detail.clone(),
-                        at: Utc::now(),
-                    })
-                    .collect();
-                messages::insert_events(&mut tx, &events).await.map_err(w)?;
-            }
-        }
-        messages::insert_dead_letters(
-            &mut tx,
-            &[DeadLetter {
-                message_id: rejection.id,
-                tenant_id: rejection.tenant_id.as_ref().map(|t| t.as_str().to_owned()),
-                reason: rejection.reason.clone(),
-                kind: dead_letters::KIND_INVALID,
-                channel: rejection.channel.clone(),
-                routing_key: Some(routing_key.to_owned()),
-                body: Some(body.to_vec()),
-            }],
-        )
-        .await
-        .map_err(w)?;
-        tx.commit().await.map_err(w)?;
-        Ok(())
     }
 
     /// Commits a step's rows; returns once they are durable.

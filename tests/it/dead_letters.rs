@@ -552,7 +552,7 @@ async fn a_replay_the_broker_refuses_changes_nothing_and_can_be_run_again() {
         .await;
     // Nothing listens on port 1: the publish fails, the claim is undone.
     let down = publisher(&app, "amqp://guest:guest@127.0.0.1:1/%2f");
-    let outcome = dlq::replay(&app.pool, &down, dl_id, None, "test")
+    let outcome = dlq::replay(&app.pool, &app.config.keyring, &down, dl_id, None, "test")
         .await
         .expect("database");
     assert!(
@@ -567,7 +567,7 @@ async fn a_replay_the_broker_refuses_changes_nothing_and_can_be_run_again() {
     assert_eq!(pending["items"][0]["id"], dl_id);
 
     let up = publisher(&app, common::AMQP);
-    let outcome = dlq::replay(&app.pool, &up, dl_id, None, "test")
+    let outcome = dlq::replay(&app.pool, &app.config.keyring, &up, dl_id, None, "test")
         .await
         .expect("database");
     assert!(outcome.is_replayed(), "{outcome:?}");
@@ -605,9 +605,16 @@ async fn an_interrupted_replay_is_resumed_or_completed_but_never_sent_twice() {
     let dl_first = dead_letter_of(&app, &first).await["id"]
         .as_i64()
         .expect("id");
-    let claim = store::claim_replay(&app.pool, dl_first, None, "crashed", stale)
-        .await
-        .expect("claim");
+    let claim = store::claim_replay(
+        &app.pool,
+        &app.config.keyring,
+        dl_first,
+        None,
+        "crashed",
+        stale,
+    )
+    .await
+    .expect("claim");
     assert!(matches!(claim, ReplayClaim::Ready { resumed: false, .. }));
     let (_, msg) = app.message("acme", &first).await;
     assert_eq!(msg["status"], "queued", "claimed, nothing published");
@@ -617,7 +624,7 @@ async fn an_interrupted_replay_is_resumed_or_completed_but_never_sent_twice() {
     assert_eq!(body["code"], "replay_in_progress");
     // Later, it is resumed and delivered.
     age_claim(dl_first).await;
-    let outcome = dlq::replay(&app.pool, &up, dl_first, None, "test")
+    let outcome = dlq::replay(&app.pool, &app.config.keyring, &up, dl_first, None, "test")
         .await
         .expect("database");
     assert_eq!(
@@ -635,9 +642,16 @@ async fn an_interrupted_replay_is_resumed_or_completed_but_never_sent_twice() {
         .expect("id");
     let ReplayClaim::Ready {
         routing_key, body, ..
-    } = store::claim_replay(&app.pool, dl_second, None, "crashed", stale)
-        .await
-        .expect("claim")
+    } = store::claim_replay(
+        &app.pool,
+        &app.config.keyring,
+        dl_second,
+        None,
+        "crashed",
+        stale,
+    )
+    .await
+    .expect("claim")
     else {
         panic!("the second dead letter could not be claimed");
     };
@@ -652,7 +666,7 @@ async fn an_interrupted_replay_is_resumed_or_completed_but_never_sent_twice() {
     .expect("publish");
     app.wait_for_status("acme", &second, &["sent"]).await;
     age_claim(dl_second).await;
-    let outcome = dlq::replay(&app.pool, &up, dl_second, None, "test")
+    let outcome = dlq::replay(&app.pool, &app.config.keyring, &up, dl_second, None, "test")
         .await
         .expect("database");
     assert_eq!(
@@ -668,5 +682,150 @@ async fn an_interrupted_replay_is_resumed_or_completed_but_never_sent_twice() {
     let done = list(&app, "?replayed=true", None).await;
     assert_eq!(done["items"].as_array().expect("items").len(), 2);
     up.close().await;
+    app.cleanup().await;
+}
+
+/// The stored forms of a dead letter's body: (clear body, sealed body, key id).
+async fn stored_body(
+    app: &TestApp,
+    dl_id: i64,
+) -> (Option<Vec<u8>>, Option<Vec<u8>>, Option<String>) {
+    sqlx::query_as("SELECT body, sealed_body, body_key_id FROM dead_letters WHERE id = $1")
+        .bind(dl_id)
+        .fetch_one(&app.pool)
+        .await
+        .expect("dead letter row")
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test]
+async fn a_dead_letter_body_is_stored_sealed_for_its_row_and_replay_opens_it() {
+    let app = TestApp::spawn().await;
+    let provider = app
+        .system_provider("acme", "sms", "only", "fail_permanent", 1)
+        .await;
+    let first = app.send_sms("acme", "Your code is 271828").await;
+    let second = app.send_sms("acme", "Your code is 314159").await;
+    app.wait_for_status("acme", &first, &["failed"]).await;
+    app.wait_for_status("acme", &second, &["failed"]).await;
+    let dl_first = dead_letter_of(&app, &first).await["id"]
+        .as_i64()
+        .expect("id");
+    let dl_second = dead_letter_of(&app, &second).await["id"]
+        .as_i64()
+        .expect("id");
+
+    let (clear, sealed, key_id) = stored_body(&app, dl_first).await;
+    assert_eq!(clear, None, "no clear copy is kept");
+    let sealed = sealed.expect("a sealed body");
+    assert!(
+        !contains(&sealed, b"271828"),
+        "the code is not readable at rest"
+    );
+    assert!(!contains(&sealed, first.as_bytes()), "nor is the envelope");
+    assert_eq!(key_id, Some(app.config.keyring.active_key_id()));
+
+    // A sealed body copied onto another row does not open there: not replayable, and the
+    // message stays failed.
+    sqlx::query("UPDATE dead_letters SET sealed_body = $1 WHERE id = $2")
+        .bind(&sealed)
+        .bind(dl_second)
+        .execute(&app.pool)
+        .await
+        .expect("copy the blob");
+    let (status, body) = replay(&app, dl_second, None).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["code"], "not_replayable");
+    assert!(!body.to_string().contains("314159"));
+    let (_, msg) = app.message("acme", &second).await;
+    assert_eq!(msg["status"], "failed");
+
+    // Its own row opens, and the replay delivers the original envelope.
+    set_behavior(&app, "acme", &provider, "deliver").await;
+    let (status, body) = replay(&app, dl_first, None).await;
+    assert_eq!(status, 202, "{body}");
+    app.wait_for_status("acme", &first, &["sent"]).await;
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_clear_body_from_before_sealing_still_replays_and_keys_rotate_seals_it() {
+    let app = TestApp::spawn().await;
+    let provider = app
+        .system_provider("acme", "sms", "only", "fail_permanent", 1)
+        .await;
+    let id = app.send_sms("acme", "Your code is 161803").await;
+    app.wait_for_status("acme", &id, &["failed"]).await;
+    let dl_id = dead_letter_of(&app, &id).await["id"].as_i64().expect("id");
+    // Rewrite the row as the previous version stored it: the envelope in clear.
+    let (_, sealed, _) = stored_body(&app, dl_id).await;
+    let envelope = communication::store::dead_letters::SealedBody::open(
+        &app.config.keyring,
+        dl_id,
+        &sealed.expect("sealed"),
+    )
+    .expect("opens for its row");
+    sqlx::query(
+        "UPDATE dead_letters SET body = $1, sealed_body = NULL, body_key_id = NULL WHERE id = $2",
+    )
+    .bind(&envelope)
+    .bind(dl_id)
+    .execute(&app.pool)
+    .await
+    .expect("legacy row");
+    assert_eq!(list(&app, "", None).await["items"][0]["replayable"], true);
+
+    let report = communication::rotation::rotate(&app.pool, &app.config.keyring)
+        .await
+        .expect("rotate");
+    assert_eq!(report.dead_letters_sealed, 1);
+    let (clear, sealed, key_id) = stored_body(&app, dl_id).await;
+    assert_eq!(clear, None);
+    assert!(!contains(&sealed.expect("sealed"), b"161803"));
+    assert_eq!(key_id, Some(app.config.keyring.active_key_id()));
+    // Nothing left to do the second time.
+    let again = communication::rotation::rotate(&app.pool, &app.config.keyring)
+        .await
+        .expect("rotate");
+    assert_eq!(again.dead_letters_sealed, 0);
+
+    set_behavior(&app, "acme", &provider, "deliver").await;
+    let (status, body) = replay(&app, dl_id, None).await;
+    assert_eq!(status, 202, "{body}");
+    app.wait_for_status("acme", &id, &["sent"]).await;
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn keys_rotate_reseals_dead_letter_bodies_under_the_new_key() {
+    let app = TestApp::spawn().await;
+    app.system_provider("acme", "sms", "only", "fail_permanent", 1)
+        .await;
+    let id = app.send_sms("acme", "Your code is 141421").await;
+    app.wait_for_status("acme", &id, &["failed"]).await;
+    let dl_id = dead_letter_of(&app, &id).await["id"].as_i64().expect("id");
+    let old = app.config.keyring.clone();
+    let rotated = communication::crypto::Keyring::from_base64(
+        &communication::crypto::generate_key_base64(),
+        std::slice::from_ref(&app.secret),
+    )
+    .expect("keyring");
+    let report = communication::rotation::rotate(&app.pool, &rotated)
+        .await
+        .expect("rotate");
+    assert_eq!(report.dead_letters_sealed, 1);
+    let (_, sealed, key_id) = stored_body(&app, dl_id).await;
+    let sealed = sealed.expect("sealed");
+    assert_eq!(key_id, Some(rotated.active_key_id()));
+    let opened = communication::store::dead_letters::SealedBody::open(&rotated, dl_id, &sealed)
+        .expect("opens under the new key");
+    assert!(contains(&opened, b"141421"));
+    assert!(
+        communication::store::dead_letters::SealedBody::open(&old, dl_id, &sealed).is_err(),
+        "the old key alone no longer opens it"
+    );
     app.cleanup().await;
 }

@@ -23,6 +23,7 @@ mod provider_sendgrid;
 mod provider_smtp;
 mod provider_twilio;
 mod provider_vonage;
+mod receipt_dedup;
 mod receipts_e2e;
 mod receipts_more_e2e;
 mod redis_down;

@@ -104,11 +104,6 @@ impl Breaker {
             failures: self.failures,
         }
     }
-
-    /// True when the state carries nothing worth keeping (the default, closed with no failures).
-    pub fn is_idle(&self) -> bool {
-        *self == Breaker::default()
-    }
 }
 
 #[cfg(test)]
@@ -138,7 +133,7 @@ mod tests {
         fail(&mut b, 0, 1);
         fail(&mut b, 0, 1);
         b.on_success();
-        assert!(b.is_idle());
+        assert_eq!(b, Breaker::default(), "closed, nothing counted");
         assert_eq!(fail(&mut b, 0, 1), AfterFailure::Counted { failures: 1 });
         assert_eq!(b.check(0, 1, TTL), Check::Closed { failures: 1 });
     }

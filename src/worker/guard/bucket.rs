@@ -59,12 +59,6 @@ impl Bucket {
         self.tokens -= 1.0;
         Take::Reserved { wait_ms }
     }
-
-    /// How long until the bucket is full again: past that, its state equals a fresh bucket's
-    /// and can be forgotten (the Redis key's expiry).
-    pub fn idle_after_ms(&self, rate: f64) -> i64 {
-        ((capacity(rate) - self.tokens) * 1000.0 / rate).ceil() as i64
-    }
 }
 
 #[cfg(test)]
@@ -134,6 +128,5 @@ mod tests {
             let allowed = capacity(rate) + rate * (*at as f64) / 1000.0;
             assert!((i + 1) as f64 <= allowed + 1e-9, "token {i} at {at} ms");
         }
-        assert!(b.idle_after_ms(rate) > 0);
     }
 }

@@ -13,7 +13,6 @@
 
 pub mod breaker;
 pub mod bucket;
-pub mod policy;
 mod scripts;
 
 use std::collections::HashMap;
@@ -96,6 +95,16 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// The Redis key of a provider's breaker (see `scripts`).
+pub fn breaker_key(namespace: &str, provider: Uuid) -> String {
+    format!("{namespace}:cb:{{{provider}}}")
+}
+
+/// The Redis key of a provider's token bucket, in the breaker's cluster slot.
+pub fn bucket_key(namespace: &str, provider: Uuid) -> String {
+    format!("{namespace}:rl:{{{provider}}}")
+}
+
 fn ms(d: Duration) -> i64 {
     d.as_millis().min(i64::MAX as u128) as i64
 }
@@ -131,12 +140,14 @@ impl ProviderGuard {
         &self.settings
     }
 
+    /// `ns:cb:{provider}`: the provider id is the Redis Cluster hash tag, shared with its
+    /// bucket, since one script touches both.
     fn breaker_key(&self, provider: Uuid) -> String {
-        format!("{}:cb:{provider}", self.namespace)
+        breaker_key(&self.namespace, provider)
     }
 
     fn bucket_key(&self, provider: Uuid) -> String {
-        format!("{}:rl:{provider}", self.namespace)
+        bucket_key(&self.namespace, provider)
     }
 
     fn next_token(&self) -> u64 {
@@ -429,5 +440,20 @@ impl ProviderGuard {
     /// True while the per-process state is in use because Redis did not answer.
     pub fn degraded(&self) -> bool {
         self.outage.lock().unwrap_or_else(|p| p.into_inner()).down
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_providers_breaker_and_bucket_share_a_hash_tag_under_the_namespace() {
+        let provider = Uuid::new_v4();
+        let (cb, rl) = (breaker_key("prod", provider), bucket_key("prod", provider));
+        assert_eq!(cb, format!("prod:cb:{{{provider}}}"));
+        assert_eq!(rl, format!("prod:rl:{{{provider}}}"));
+        let tag = |k: &str| k[k.find('{').unwrap_or(0)..].to_owned();
+        assert_eq!(tag(&cb), tag(&rl));
     }
 }

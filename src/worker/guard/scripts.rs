@@ -1,9 +1,11 @@
 //! The Lua forms of `breaker` and `bucket`, run atomically in Redis so every worker replica
 //! shares one breaker and one bucket per provider. Time is Redis's own clock (`TIME`), so
-//! replicas with skewed clocks still agree. Keys:
+//! replicas with skewed clocks still agree. Keys (`ns` is `COMMUNICATION_NAMESPACE`):
 //!
-//! - `{ns}:cb:{provider_id}`: hash `failures`, `open_until`, `probe`, `probe_until`;
-//! - `{ns}:rl:{provider_id}`: hash `tokens`, `at`.
+//! - `ns:cb:{<provider_id>}`: hash `failures`, `open_until`, `probe`, `probe_until`;
+//! - `ns:rl:{<provider_id>}`: hash `tokens`, `at`.
+//!
+//! `ADMIT` touches both, so they share the provider id as their Redis Cluster hash tag.
 //!
 //! Both expire once they carry nothing a fresh key would not, so deleted providers leave
 //! nothing behind.
