@@ -43,11 +43,14 @@ export function describeEvent(e: MessageEvent, providerOf: (id: string | null) =
         text: `✗ ${str(d.reason) ?? 'failed'}${classText}${latency} — failing over from ${str(d.from) ?? provider} to ${str(d.to) ?? 'the next provider'}${unknown}`,
         tone: 'warn',
       };
-    case 'circuit_open':
+    case 'circuit_open': {
+      const until = str(d.until);
+      const state = str(d.state) === 'half_open' ? 'half-open (one probe at a time)' : 'open after repeated failures';
       return {
-        text: `circuit open · ${provider} ${str(d.action) === 'skipped' ? 'skipped (too many recent failures)' : 'stopped taking messages after repeated failures'}`,
+        text: `circuit ${state} · ${provider} skipped${until ? ` until ${formatClock(until)}` : ''}`,
         tone: 'warn',
       };
+    }
     case 'sent': {
       const pid = str(d.provider_message_id);
       return { text: `✓ sent · ${provider}${pid ? ` · ${pid}` : ''}${latency ? ` (${latency.trim()})` : ''}`, tone: 'good' };
@@ -65,7 +68,10 @@ export function describeEvent(e: MessageEvent, providerOf: (id: string | null) =
     case 'failed':
       return { text: `✗ failed: ${str(d.reason) ?? 'no provider could send it'}`, tone: 'bad' };
     case 'expired':
-      return { text: `expired: ${str(d.reason) ?? 'its time to live passed before it could be sent'}`, tone: 'bad' };
+      return {
+        text: `expired: not sent within its time to live${typeof d.ttl_seconds === 'number' ? ` (${d.ttl_seconds} s)` : ''}`,
+        tone: 'muted',
+      };
     case 'dead_lettered':
       return { text: `moved to the dead-letter queue${str(d.reason) ? `: ${str(d.reason)}` : ''}`, tone: 'bad' };
     case 'replayed':
