@@ -1,10 +1,14 @@
-//! AES-256-GCM keyring for provider secrets.
+//! AES-256-GCM keyring for provider secrets (sealed and opened by [`ProviderSecrets`]).
 //!
 //! Blob layout (stored in `provider_configs.secrets`):
 //! `0x01 | key id (8 bytes) | nonce (12 bytes) | ciphertext‖tag`.
 //! The key id is the first 8 bytes of SHA-256 of the key, so it names a key without revealing
 //! it and lets `keys rotate` find rows still sealed under an older key. The associated data
 //! binds a blob to its tenant and provider row: a blob copied elsewhere does not open.
+
+pub mod provider_secrets;
+
+pub use provider_secrets::{ProviderSecrets, SealedSecrets, SecretsError, SecretsOwner};
 
 use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::{Aead, Generate, KeyInit, Nonce, Payload};

@@ -6,6 +6,7 @@
 //! by `crypto`), send, retry through delay queues, fail over, and record every message and
 //! event in Postgres (`store`).
 
+pub mod address_policy;
 pub mod bench;
 pub mod config;
 pub mod crypto;

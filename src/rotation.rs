@@ -5,7 +5,7 @@
 
 use sqlx::PgPool;
 
-use crate::crypto::{Keyring, provider_aad};
+use crate::crypto::{Keyring, ProviderSecrets};
 use crate::store::dead_letter_bodies::{self, SealedBody};
 use crate::store::providers as store;
 
@@ -29,15 +29,15 @@ pub async fn rotate(pool: &PgPool, keyring: &Keyring) -> anyhow::Result<Rotation
             let Some(old) = row.secrets.as_deref() else {
                 continue;
             };
-            let aad = provider_aad(row.tenant_id.as_deref(), row.id);
-            let plain = keyring.decrypt(old, &aad).map_err(|e| {
-                anyhow::anyhow!(
-                    "provider {}: {e} (is its key in ENCRYPTION_SECRET_PREVIOUS?)",
-                    row.id
-                )
-            })?;
-            let new = keyring.encrypt(&plain, &aad);
-            if store::replace_secrets(pool, row.id, old, &new, &active).await? {
+            let new = ProviderSecrets::new(keyring)
+                .reseal(row.secrets_owner(), old)
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "provider {}: {e} (is its key in ENCRYPTION_SECRET_PREVIOUS?)",
+                        row.id
+                    )
+                })?;
+            if store::replace_secrets(pool, row.id, old, &new.blob, &new.key_id).await? {
                 report.rotated += 1;
                 progressed = true;
             }

@@ -11,6 +11,7 @@ pub mod idempotency;
 pub mod json;
 pub mod messages;
 pub mod openapi;
+pub mod provider_kinds;
 pub mod providers;
 pub mod send;
 pub mod webhooks;
@@ -105,7 +106,8 @@ pub fn documented_routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(messages::get))
         .routes(routes!(providers::create, providers::list))
         .routes(routes!(providers::get, providers::patch, providers::delete))
-        .routes(routes!(providers::test))
+        .routes(routes!(providers::check::test))
+        .routes(routes!(provider_kinds::list))
         .routes(routes!(api_keys::create))
         .routes(routes!(dead_letters::list))
         .routes(routes!(dead_letters::replay_many))

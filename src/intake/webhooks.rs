@@ -13,53 +13,21 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::error::ApiError;
+use crate::crypto::ProviderSecrets;
 use crate::domain::{EventKind, MessageStatus};
-use crate::providers::{
-    Receipt, ReceiptOutcome, WebhookError, mailgun, postmark, resend, sendgrid, twilio, vonage,
-};
+use crate::providers::{Receipt, ReceiptOutcome, ReceiptRequest, WebhookError, registry};
 use crate::store::{messages as store_messages, providers as store_providers};
-use crate::worker::resolver::decrypt_config;
 
 fn refused(e: WebhookError) -> ApiError {
     match e {
         WebhookError::MissingSignature | WebhookError::BadSignature => {
             ApiError::unauthorized(format!("webhook {e}"))
         }
+        WebhookError::NotConfigured(_) => ApiError::unauthorized(e.to_string()),
         WebhookError::Stale => ApiError::bad_request("stale_webhook", format!("webhook {e}")),
         WebhookError::Malformed(m) => ApiError::bad_request("malformed_webhook", m),
+        WebhookError::NoEndpoint => ApiError::not_found("webhook endpoint"),
     }
-}
-
-/// Form-encoded or JSON parameters (Vonage sends either, depending on the account's setting).
-fn form_or_json_params(
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Vec<(String, String)>, WebhookError> {
-    if header(headers, "content-type").contains("json") {
-        let map: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body)
-            .map_err(|_| WebhookError::Malformed("the body is not a JSON object".into()))?;
-        Ok(map
-            .into_iter()
-            .map(|(k, v)| {
-                let text = match v {
-                    serde_json::Value::String(s) => s,
-                    other => other.to_string(),
-                };
-                (k, text)
-            })
-            .collect())
-    } else {
-        Ok(url::form_urlencoded::parse(body)
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect())
-    }
-}
-
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
 }
 
 #[utoipa::path(
@@ -96,111 +64,37 @@ pub async fn receive(
         .map_err(|e| ApiError::database("load webhook provider", e))?
         .filter(|r| r.kind == kind)
         .ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
-    let config = decrypt_config(&state.keyring, &row)
+    let spec = registry::find(&row.kind).ok_or_else(|| ApiError::not_found("webhook endpoint"))?;
+    let Some(verify_receipts) = spec.receipts else {
+        return Err(ApiError::not_found("webhook endpoint"));
+    };
+    let config = row
+        .open_config(ProviderSecrets::new(&state.keyring))
         .map_err(|e| ApiError::internal("stored secrets cannot be opened", e))?;
-    let secret = |name: &str| config.get(name).and_then(|v| v.as_str()).unwrap_or("");
-    let now = chrono::Utc::now().timestamp();
-    let require = |name: &str| -> Result<&str, ApiError> {
-        let value = secret(name);
-        if value.is_empty() {
-            Err(ApiError::unauthorized(format!(
-                "this provider has no {name} configured"
-            )))
-        } else {
-            Ok(value)
-        }
+    // A URL-signing provider signed the URL it was given: ours, on the public base.
+    let public_url = state.public_url.as_ref().map(|base| match uri.query() {
+        Some(q) => format!("{base}{}?{q}", uri.path()),
+        None => format!("{base}{}", uri.path()),
+    });
+    let request = ReceiptRequest {
+        headers: &headers,
+        body: &body,
+        public_url,
+        now: chrono::Utc::now().timestamp(),
     };
-    // Each receipt with its id (for deduplication) and, where the provider echoes it, our id.
-    let receipts: Vec<(Receipt, String, Option<Uuid>)> = match kind.as_str() {
-        "twilio" => {
-            let Some(base) = &state.public_url else {
-                return Err(ApiError::not_found("webhook endpoint"));
-            };
-            let params: Vec<(String, String)> = url::form_urlencoded::parse(&body)
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect();
-            let signature = header(&headers, "x-twilio-signature");
-            if signature.is_empty() {
-                return Err(refused(WebhookError::MissingSignature));
-            }
-            // The URL Twilio signed is the callback URL we gave it, built from our public base.
-            let url = match uri.query() {
-                Some(q) => format!("{base}{}?{q}", uri.path()),
-                None => format!("{base}{}", uri.path()),
-            };
-            if !twilio::verify_signature(secret("auth_token"), &url, &params, signature) {
-                return Err(refused(WebhookError::BadSignature));
-            }
-            let receipt = twilio::parse_status_callback(&params).map_err(refused)?;
-            let id = format!("{}:{:?}", receipt.provider_message_id, receipt.outcome);
-            vec![(receipt, id, None)]
-        }
-        "resend" => {
-            resend::verify_webhook(
-                require("webhook_secret")?,
-                header(&headers, "svix-id"),
-                header(&headers, "svix-timestamp"),
-                header(&headers, "svix-signature"),
-                &body,
-                now,
-            )
-            .map_err(refused)?;
-            let receipt = resend::event_receipt(&body).map_err(refused)?;
-            receipt
-                .map(|r| (r, header(&headers, "svix-id").to_owned(), None))
-                .into_iter()
-                .collect()
-        }
-        "mailgun" => {
-            let (receipt, id) =
-                mailgun::webhook::verify_and_parse(require("webhook_signing_key")?, &body, now)
-                    .map_err(refused)?;
-            receipt.map(|r| (r, id, None)).into_iter().collect()
-        }
-        "postmark" => {
-            let username = require("webhook_username")?;
-            postmark::webhook::verify_basic_auth(
-                username,
-                require("webhook_password")?,
-                header(&headers, "authorization"),
-            )
-            .map_err(refused)?;
-            let (receipt, id) = postmark::webhook::parse_record(&body).map_err(refused)?;
-            receipt.map(|r| (r, id, None)).into_iter().collect()
-        }
-        "sendgrid" => {
-            sendgrid::webhook::verify(
-                require("webhook_public_key")?,
-                header(&headers, "x-twilio-email-event-webhook-signature"),
-                header(&headers, "x-twilio-email-event-webhook-timestamp"),
-                &body,
-                now,
-            )
-            .map_err(refused)?;
-            sendgrid::webhook::parse_events(&body)
-                .map_err(refused)?
-                .into_iter()
-                .map(|(r, id)| (r, id, None))
-                .collect()
-        }
-        "vonage" => {
-            let params = form_or_json_params(&headers, &body).map_err(refused)?;
-            vonage::webhook::verify(
-                secret("signature_method"),
-                require("signature_secret")?,
-                &params,
-                now,
-            )
-            .map_err(refused)?;
-            let (receipt, id, ours) = vonage::webhook::parse_dlr(&params).map_err(refused)?;
-            vec![(receipt, id, ours)]
-        }
-        _ => return Err(ApiError::not_found("webhook endpoint")),
-    };
+    let receipts = verify_receipts(&request, &config).map_err(refused)?;
     let mut results = Vec::with_capacity(receipts.len());
     let mut missing = 0usize;
-    for (receipt, receipt_id, ours) in &receipts {
-        match apply(&state, provider_id, receipt, receipt_id, *ours).await? {
+    for verified in &receipts {
+        let applied = apply(
+            &state,
+            provider_id,
+            &verified.receipt,
+            &verified.receipt_id,
+            verified.message_id,
+        )
+        .await?;
+        match applied {
             Some(applied) => results.push(applied),
             None => missing += 1,
         }

@@ -1,43 +1,20 @@
-//! Helpers shared by the HTTP email adapters (Resend, SendGrid, Postmark, Mailgun): reading
-//! their configuration, credential headers, blank checks, the reply-to choice, and scrubbing
-//! provider error text of secrets and bodies.
+//! Helpers shared by the HTTP email adapters (Resend, SendGrid, Postmark, Mailgun): credential
+//! headers, blank checks, the reply-to choice, and the bodies to scrub from provider text.
 
 use reqwest::header::HeaderValue;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::factory::BuildError;
-
-/// `config.{field}` as a non-blank string, or a build error naming the provider and field.
-pub(crate) fn required<'a>(
-    provider: &str,
-    config: &'a Map<String, Value>,
-    field: &str,
-) -> Result<&'a str, BuildError> {
-    config
-        .get(field)
-        .and_then(Value::as_str)
-        .filter(|s| !s.trim().is_empty())
-        .ok_or_else(|| BuildError(format!("{provider}: config.{field} is required")))
-}
+use super::BuildError;
+use crate::domain::Content;
 
 /// A header value carrying a credential: refused when an HTTP header cannot carry it, and
 /// marked sensitive so it stays out of debug output.
-pub(crate) fn credential_header(
-    provider: &str,
-    field: &str,
-    value: &str,
-) -> Result<HeaderValue, BuildError> {
-    let mut header = HeaderValue::from_str(value).map_err(|_| {
-        BuildError(format!(
-            "{provider}: {field} contains characters an HTTP header cannot carry"
-        ))
-    })?;
+pub(crate) fn credential_header(field: &str, value: &str) -> Result<HeaderValue, BuildError> {
+    let mut header = HeaderValue::from_str(value)
+        .map_err(|_| BuildError::field(field, "contains characters an HTTP header cannot carry"))?;
     header.set_sensitive(true);
     Ok(header)
 }
-
-/// Provider error text kept in errors and events is cut to this many characters.
-const MAX_DETAIL_CHARS: usize = 300;
 
 pub(crate) fn non_blank(s: Option<&str>) -> Option<&str> {
     s.filter(|s| !s.trim().is_empty())
@@ -58,19 +35,25 @@ pub(crate) fn reply_to<'a>(
     })
 }
 
-/// Makes a provider's message safe to store: secrets and bodies replaced, control characters
-/// dropped, length bounded.
-pub(crate) fn sanitize(detail: &str, scrub: &[&str]) -> String {
-    let mut s = detail.to_owned();
-    for secret in scrub {
-        if secret.len() >= 6 {
-            s = s.replace(secret, "[redacted]");
-        }
+/// The parts of a message never to repeat from a provider's text (none for a check).
+pub(crate) fn bodies(content: Option<&Content>) -> Vec<&str> {
+    content
+        .map(|c| {
+            c.text
+                .iter()
+                .chain(c.html.iter())
+                .map(String::as_str)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The configured `from`, refused unless it holds an email address.
+pub(crate) fn sender(from: &str) -> Result<String, BuildError> {
+    let from = from.trim();
+    if from.contains('@') {
+        Ok(from.to_owned())
+    } else {
+        Err(BuildError::field("from", "must contain an email address"))
     }
-    let s: String = s
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(MAX_DETAIL_CHARS)
-        .collect();
-    s.trim().to_owned()
 }

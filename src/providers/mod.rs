@@ -2,16 +2,20 @@
 //! either the provider's message id or a classified [`ProviderError`]; it never knows which
 //! provider it talks to.
 //!
-//! `kinds` describes each kind's configuration (which fields exist, which are secret),
-//! `factory` turns a decrypted configuration row into a ready adapter, and each adapter lives
-//! in its own file.
+//! Each kind lives in its own folder with one [`KindSpec`](description::KindSpec) describing
+//! it (channels, configuration fields, how to build, how to read receipts); the
+//! [`registry`] lists the kinds and is the one way to build an adapter. `context` is what
+//! adapters share, `http` and `scrub` the call helper and text scrubber of the HTTP adapters.
 
+pub mod context;
+pub mod description;
 mod email_common;
-pub mod factory;
-pub mod kinds;
+pub mod http;
 pub mod mailgun;
 pub mod postmark;
+pub mod registry;
 pub mod resend;
+pub mod scrub;
 pub mod sendgrid;
 pub mod smtp;
 pub mod system;
@@ -25,8 +29,9 @@ use uuid::Uuid;
 
 use crate::domain::{Channel, Content, Recipient};
 
-pub use factory::{ProviderContext, build_provider};
-pub use kinds::ProviderKind;
+pub use context::ProviderContext;
+pub use description::{BuildError, KindSpec, ProviderKind};
+pub use http::retry_after_seconds;
 
 /// What a send needs to know, borrowed from the envelope.
 #[derive(Debug)]
@@ -179,18 +184,6 @@ pub trait Provider: Send + Sync {
     }
 }
 
-/// Parses an HTTP `Retry-After` header given in seconds.
-pub fn retry_after_seconds(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
-}
-
 /// What a provider's delivery receipt (status callback, webhook event) says about a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Receipt {
@@ -223,6 +216,56 @@ pub enum WebhookError {
     Stale,
     #[error("payload is malformed: {0}")]
     Malformed(String),
+    /// The provider row lacks the secret that verifies its receipts.
+    #[error("this provider has no {0} configured")]
+    NotConfigured(&'static str),
+    /// This kind sends no receipts here, or cannot be verified in this deployment (no public
+    /// URL for a signature over the URL).
+    #[error("no receipts are accepted at this endpoint")]
+    NoEndpoint,
+}
+
+/// A receipt request as it arrived, for a kind's receipt verifier.
+#[derive(Debug)]
+pub struct ReceiptRequest<'a> {
+    pub headers: &'a reqwest::header::HeaderMap,
+    pub body: &'a [u8],
+    /// The full URL the provider requested, on the service's public base (path and query as
+    /// received), when `COMMUNICATION_PUBLIC_URL` is set. Signatures over the URL use it.
+    pub public_url: Option<String>,
+    /// Unix seconds, for timestamp windows.
+    pub now: i64,
+}
+
+impl ReceiptRequest<'_> {
+    /// A header's value, or "" when absent or not text.
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+}
+
+/// A verified receipt, with the id it is deduplicated by and, where the provider echoes it,
+/// our message id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedReceipt {
+    pub receipt: Receipt,
+    pub receipt_id: String,
+    pub message_id: Option<Uuid>,
+}
+
+/// The value of a secret a receipt verifier needs, or `NotConfigured`.
+pub fn receipt_secret<'a>(
+    secret: Option<&'a secrecy::SecretString>,
+    name: &'static str,
+) -> Result<&'a str, WebhookError> {
+    use secrecy::ExposeSecret;
+    secret
+        .map(|s| s.expose_secret())
+        .filter(|s| !s.is_empty())
+        .ok_or(WebhookError::NotConfigured(name))
 }
 
 #[cfg(test)]

@@ -229,3 +229,23 @@ pub async fn replace_secrets(
     .await?;
     Ok(done.rows_affected() == 1)
 }
+
+impl ProviderRow {
+    /// Whose secrets this row's are (the associated data of their seal).
+    pub fn secrets_owner(&self) -> crate::crypto::SecretsOwner<'_> {
+        crate::crypto::SecretsOwner {
+            tenant: self.tenant_id.as_deref(),
+            provider_id: self.id,
+        }
+    }
+
+    /// The whole configuration adapters read: the settings with the opened secrets.
+    pub fn open_config(
+        &self,
+        secrets: crate::crypto::ProviderSecrets<'_>,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, crate::crypto::SecretsError> {
+        let mut config = self.settings.as_object().cloned().unwrap_or_default();
+        config.extend(secrets.open(self.secrets_owner(), self.secrets.as_deref())?);
+        Ok(config)
+    }
+}

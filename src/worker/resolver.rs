@@ -6,13 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use moka::future::Cache;
-use serde_json::{Map, Value};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::crypto::{Keyring, provider_aad};
+use crate::crypto::{Keyring, ProviderSecrets};
 use crate::domain::Channel;
-use crate::providers::{Provider, ProviderContext, ProviderKind, build_provider};
+use crate::providers::{Provider, ProviderContext, ProviderKind, registry};
 use crate::store::providers::{self as store, ProviderRow};
 
 /// A provider ready to send, with what the policy needs to know about it.
@@ -51,20 +50,6 @@ pub struct Resolver {
     pinned: Cache<(String, Uuid), Option<ResolvedProvider>>,
 }
 
-/// Decrypts a row's secrets and merges them with its settings: the adapter's whole config.
-pub fn decrypt_config(keyring: &Keyring, row: &ProviderRow) -> Result<Map<String, Value>, String> {
-    let mut config = row.settings.as_object().cloned().unwrap_or_default();
-    if let Some(blob) = &row.secrets {
-        let plain = keyring
-            .decrypt(blob, &provider_aad(row.tenant_id.as_deref(), row.id))
-            .map_err(|e| e.to_string())?;
-        let secrets: Map<String, Value> = serde_json::from_slice(&plain)
-            .map_err(|_| "sealed secrets are not a JSON object".to_string())?;
-        config.extend(secrets);
-    }
-    Ok(config)
-}
-
 impl Resolver {
     pub fn new(
         pool: PgPool,
@@ -88,23 +73,20 @@ impl Resolver {
     }
 
     fn ready(&self, row: &ProviderRow) -> Option<ResolvedProvider> {
-        let kind = ProviderKind::parse(&row.kind)?;
-        let config = match decrypt_config(&self.keyring, row) {
+        let spec = registry::find(&row.kind)?;
+        let config = match row.open_config(ProviderSecrets::new(&self.keyring)) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(provider_id = %row.id, error = %e, "provider secrets cannot be opened; skipping it");
                 return None;
             }
         };
-        match build_provider(kind, &config, &self.ctx) {
+        match registry::build(spec, &config, &self.ctx) {
             Ok(adapter) => Some(ResolvedProvider {
                 id: row.id,
-                kind,
+                kind: spec.kind,
                 name: row.name.clone(),
-                rate_per_second: config
-                    .get("rate_per_second")
-                    .and_then(Value::as_f64)
-                    .filter(|r| *r > 0.0),
+                rate_per_second: registry::rate_per_second(&config),
                 adapter,
             }),
             Err(e) => {

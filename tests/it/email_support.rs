@@ -1,5 +1,6 @@
-//! Helpers shared by the provider adapter tests: contexts pointed at a mock server, outbound
-//! messages, and assertions that errors carry no secrets or bodies.
+//! Helpers shared by the provider adapter tests: configuration objects, contexts pointed at a
+//! mock server, outbound email messages, and assertions that errors carry no secrets or
+//! bodies. (Request matchers and signers are in `matchers`.)
 #![allow(dead_code)]
 
 use std::time::Duration;
@@ -27,7 +28,17 @@ pub fn context(bases: ProviderBases) -> ProviderContext {
 }
 
 pub fn context_with_timeout(bases: ProviderBases, timeout: Duration) -> ProviderContext {
-    ProviderContext::new(bases, false, timeout, None).expect("http client builds")
+    context_with(bases, timeout, None)
+}
+
+/// A context for tenant hosts that must be public, with the operator's public URL when given.
+pub fn context_with(
+    bases: ProviderBases,
+    timeout: Duration,
+    public_url: Option<&str>,
+) -> ProviderContext {
+    ProviderContext::new(bases, false, timeout, public_url.map(str::to_owned))
+        .expect("http client builds")
 }
 
 /// The owned parts an [`OutboundMessage`] borrows.

@@ -6,6 +6,7 @@ mod common;
 mod crash_support;
 mod email_support;
 mod log_capture;
+mod matchers;
 mod smtp_support;
 
 mod adapters_e2e;
@@ -16,6 +17,7 @@ mod dead_letters;
 mod delivery_policy;
 mod observability;
 mod pipeline;
+mod provider_kinds;
 mod provider_mailgun;
 mod provider_postmark;
 mod provider_resend;

@@ -5,47 +5,19 @@ use crate::email_support as common;
 
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use communication::config::ProviderBases;
 use communication::providers::{ErrorClass, ProviderContext, ProviderError, mailgun};
 use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path};
-use wiremock::{Match, Mock, MockServer, Request, ResponseTemplate};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::matchers::{FormIs, basic_auth};
 
 use common::{Draft, HTML, SUBJECT, TEXT, TO, assert_error, assert_safe, config, transient};
 
 const KEY: &str = "key-3ax6xnjp29jd6fds4gc373sgvjxteol0";
 const DOMAIN: &str = "mg.acme.example";
 const FROM: &str = "Acme <noreply@mg.acme.example>";
-
-/// Matches a form-encoded body holding exactly these fields (in any order).
-struct FormIs(Vec<(String, String)>);
-
-impl Match for FormIs {
-    fn matches(&self, request: &Request) -> bool {
-        let mut got: Vec<(String, String)> = url::form_urlencoded::parse(&request.body)
-            .into_owned()
-            .collect();
-        let mut want = self.0.clone();
-        got.sort();
-        want.sort();
-        got == want
-    }
-}
-
-fn form(fields: &[(&str, &str)]) -> FormIs {
-    FormIs(
-        fields
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
-    )
-}
-
-fn basic_auth() -> String {
-    format!("Basic {}", STANDARD.encode(format!("api:{KEY}")))
-}
 
 fn ctx(server: &MockServer) -> ProviderContext {
     common::context(ProviderBases {
@@ -100,9 +72,9 @@ async fn send_posts_the_documented_form_and_returns_the_id_without_brackets() {
     let id = draft.id.to_string();
     Mock::given(method("POST"))
         .and(path(format!("/v3/{DOMAIN}/messages")))
-        .and(header("authorization", basic_auth().as_str()))
+        .and(header("authorization", basic_auth("api", KEY).as_str()))
         .and(header("content-type", "application/x-www-form-urlencoded"))
-        .and(form(&[
+        .and(FormIs::new(&[
             ("from", FROM),
             ("to", TO),
             ("subject", SUBJECT),
@@ -135,7 +107,7 @@ async fn the_eu_region_sends_through_the_eu_base_only() {
         .await;
     Mock::given(method("POST"))
         .and(path(format!("/v3/{DOMAIN}/messages")))
-        .and(header("authorization", basic_auth().as_str()))
+        .and(header("authorization", basic_auth("api", KEY).as_str()))
         .respond_with(queued())
         .expect(1)
         .mount(&eu)
@@ -164,7 +136,7 @@ async fn a_text_only_message_takes_reply_to_and_tags_from_metadata_as_variables(
     let id = draft.id.to_string();
     Mock::given(method("POST"))
         .and(path(format!("/v3/{DOMAIN}/messages")))
-        .and(form(&[
+        .and(FormIs::new(&[
             ("from", FROM),
             ("to", TO),
             ("subject", SUBJECT),
@@ -192,7 +164,7 @@ async fn the_configured_reply_to_wins_and_a_multiline_metadata_reply_to_is_ignor
     let id = draft.id.to_string();
     Mock::given(method("POST"))
         .and(path(format!("/v3/{DOMAIN}/messages")))
-        .and(form(&[
+        .and(FormIs::new(&[
             ("from", FROM),
             ("to", TO),
             ("subject", SUBJECT),
@@ -206,7 +178,7 @@ async fn the_configured_reply_to_wins_and_a_multiline_metadata_reply_to_is_ignor
         .await;
     Mock::given(method("POST"))
         .and(path(format!("/v3/{DOMAIN}/messages")))
-        .and(form(&[
+        .and(FormIs::new(&[
             ("from", FROM),
             ("to", TO),
             ("subject", SUBJECT),
@@ -378,7 +350,7 @@ async fn check_against(status: u16, body: Value) -> Result<String, ProviderError
     let server = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path(format!("/v3/domains/{DOMAIN}")))
-        .and(header("authorization", basic_auth().as_str()))
+        .and(header("authorization", basic_auth("api", KEY).as_str()))
         .respond_with(ResponseTemplate::new(status).set_body_json(body))
         .expect(1)
         .mount(&server)

@@ -5,16 +5,12 @@ use crate::email_support as common;
 
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use communication::config::ProviderBases;
 use communication::domain::{Channel, Recipient};
 use communication::providers::{
     ErrorClass, ProviderContext, ProviderError, ReceiptOutcome, WebhookError, resend,
 };
-use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
-use sha2::Sha256;
 use wiremock::matchers::{body_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -567,17 +563,8 @@ const SVIX_TS: i64 = 1_614_265_330;
 const SVIX_PAYLOAD: &str = r#"{"test": 2432232314}"#;
 const SVIX_SIGNATURE: &str = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
 
-/// Signs like Svix documents it: HMAC-SHA256 over `id.timestamp.body` keyed by the base64
-/// after `whsec_`, base64-encoded.
 fn svix_sign(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> String {
-    let key = STANDARD
-        .decode(secret.trim_start_matches("whsec_"))
-        .expect("test secret is base64");
-    let mut content = format!("{id}.{timestamp}.").into_bytes();
-    content.extend_from_slice(body);
-    let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("any key length");
-    mac.update(&content);
-    format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+    crate::matchers::svix_signature(secret, id, timestamp, body)
 }
 
 const SECRET: &str = "whsec_c2VjcmV0LWtleS1mb3ItcmVzZW5kLXdlYmhvb2tz";

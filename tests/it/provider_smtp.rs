@@ -13,14 +13,12 @@ use std::{
 use communication::{
     config::ProviderBases,
     domain::{Channel, Content, EmailAddress, Recipient},
-    providers::{
-        ErrorClass, OutboundMessage, Provider, ProviderContext, ProviderError, factory::BuildError,
-        smtp,
-    },
+    providers::{ErrorClass, OutboundMessage, Provider, ProviderContext, ProviderError, smtp},
 };
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::email_support::config;
 use crate::smtp_support;
 
 use smtp_support::{PASSWORD, SmtpServer, USER, header};
@@ -28,16 +26,12 @@ use smtp_support::{PASSWORD, SmtpServer, USER, header};
 /// With aws-lc-rs and ring both compiled, rustls has no default provider; the service installs
 /// aws-lc-rs at start-up, and so do the tests.
 fn install_crypto() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    communication::telemetry::init_crypto_provider();
 }
 
 fn context(allow_private_hosts: bool, timeout: Duration) -> ProviderContext {
     ProviderContext::new(ProviderBases::default(), allow_private_hosts, timeout, None)
         .expect("provider context")
-}
-
-fn config(value: Value) -> Map<String, Value> {
-    value.as_object().cloned().expect("config object")
 }
 
 /// The adapter for a local plaintext server, with the operator allowing private hosts.
@@ -70,7 +64,7 @@ fn build_error(value: Value, allow_private_hosts: bool) -> String {
         &context(allow_private_hosts, Duration::from_secs(5)),
     ) {
         Ok(_) => panic!("the configuration should be refused"),
-        Err(BuildError(message)) => message,
+        Err(e) => e.to_string(),
     }
 }
 

@@ -19,7 +19,10 @@ use serde_json::{Map, Value, json};
 use sha1::Sha1;
 use uuid::Uuid;
 use wiremock::matchers::{header, method, path};
-use wiremock::{Match, Mock, MockServer, Request, ResponseTemplate};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::email_support::{config, context_with};
+use crate::matchers::{FormIs, basic_auth};
 
 const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
 const AUTH_TOKEN: &str = "tok9f8e7d6c5b4a39281706f5e4d3c2b1a0";
@@ -42,54 +45,18 @@ fn account_path() -> String {
 }
 
 fn context(server_uri: &str, timeout: Duration) -> ProviderContext {
-    ProviderContext::new(
+    context_with(
         ProviderBases {
             twilio: server_uri.to_string(),
             ..Default::default()
         },
-        false,
         timeout,
-        Some(PUBLIC_URL.to_string()),
+        Some(PUBLIC_URL),
     )
-    .expect("provider context")
-}
-
-fn config(value: Value) -> Map<String, Value> {
-    value.as_object().cloned().expect("config is an object")
 }
 
 fn token_config() -> Map<String, Value> {
     config(json!({"account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN, "from": FROM}))
-}
-
-fn basic(user: &str, password: &str) -> String {
-    format!("Basic {}", BASE64.encode(format!("{user}:{password}")))
-}
-
-/// Matches a form-encoded body holding exactly these fields (order-insensitive, nothing more).
-struct FormIs(Vec<(String, String)>);
-
-impl FormIs {
-    fn new(fields: &[(&str, &str)]) -> FormIs {
-        FormIs(
-            fields
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        )
-    }
-}
-
-impl Match for FormIs {
-    fn matches(&self, request: &Request) -> bool {
-        let mut got: Vec<(String, String)> = url::form_urlencoded::parse(&request.body)
-            .into_owned()
-            .collect();
-        got.sort();
-        let mut want = self.0.clone();
-        want.sort();
-        got == want
-    }
 }
 
 /// Twilio's documented 201 answer to create-Message (trimmed example from the OpenAPI).
@@ -163,7 +130,7 @@ async fn a_send_posts_the_documented_form_with_basic_auth_and_records_the_sid() 
         .and(path(messages_path()))
         .and(header(
             "authorization",
-            basic(ACCOUNT_SID, AUTH_TOKEN).as_str(),
+            basic_auth(ACCOUNT_SID, AUTH_TOKEN).as_str(),
         ))
         .and(header("content-type", "application/x-www-form-urlencoded"))
         .and(FormIs::new(&[
@@ -233,7 +200,7 @@ async fn an_api_key_authenticates_instead_of_the_auth_token_when_configured() {
         .and(path(messages_path()))
         .and(header(
             "authorization",
-            basic(API_KEY_SID, API_KEY_SECRET).as_str(),
+            basic_auth(API_KEY_SID, API_KEY_SECRET).as_str(),
         ))
         .and(FormIs::new(&[("To", TO), ("From", FROM), ("Body", TEXT)]))
         .respond_with(ResponseTemplate::new(201).set_body_json(created_message()))
@@ -497,7 +464,7 @@ async fn check_against(response: ResponseTemplate) -> Result<String, ProviderErr
         .and(path(account_path()))
         .and(header(
             "authorization",
-            basic(ACCOUNT_SID, AUTH_TOKEN).as_str(),
+            basic_auth(ACCOUNT_SID, AUTH_TOKEN).as_str(),
         ))
         .respond_with(response)
         .expect(1)

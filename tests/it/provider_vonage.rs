@@ -14,7 +14,10 @@ use communication::providers::{
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 use wiremock::matchers::{header, method, path, query_param};
-use wiremock::{Match, Mock, MockServer, Request, ResponseTemplate};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::email_support::{config, context_with};
+use crate::matchers::FormIs;
 
 const API_KEY: &str = "a1b2c3d4";
 const API_SECRET: &str = "Zx9Yw8Vu7Ts6Rq5P";
@@ -25,49 +28,18 @@ const TEXT: &str = "Your login code is 482913";
 const MESSAGE_ID: &str = "0A0000000123ABCD1";
 
 fn context(server_uri: &str, timeout: Duration) -> ProviderContext {
-    ProviderContext::new(
+    context_with(
         ProviderBases {
             vonage: server_uri.to_string(),
             ..Default::default()
         },
-        false,
         timeout,
-        Some("https://comms.example.com".to_string()),
+        Some("https://comms.example.com"),
     )
-    .expect("provider context")
 }
 
 fn config_from(from: &str) -> Map<String, Value> {
-    json!({"api_key": API_KEY, "api_secret": API_SECRET, "from": from})
-        .as_object()
-        .cloned()
-        .expect("config is an object")
-}
-
-/// Matches a form-encoded body holding exactly these fields (order-insensitive, nothing more).
-struct FormIs(Vec<(String, String)>);
-
-impl FormIs {
-    fn new(fields: &[(&str, &str)]) -> FormIs {
-        FormIs(
-            fields
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        )
-    }
-}
-
-impl Match for FormIs {
-    fn matches(&self, request: &Request) -> bool {
-        let mut got: Vec<(String, String)> = url::form_urlencoded::parse(&request.body)
-            .into_owned()
-            .collect();
-        got.sort();
-        let mut want = self.0.clone();
-        want.sort();
-        got == want
-    }
+    config(json!({"api_key": API_KEY, "api_secret": API_SECRET, "from": from}))
 }
 
 /// Vonage's documented answer for one accepted SMS.

@@ -1,12 +1,12 @@
 //! Real adapters through the whole pipeline (provider APIs stood in for by wiremock), then
 //! signed delivery receipts moving the messages on.
 
-use crate::common;
+use crate::{common, matchers};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use common::{Options, TestApp};
-use hmac::{Hmac, Mac};
+use matchers::{post_webhook, svix_headers};
 use serde_json::{Value, json};
 use wiremock::matchers::{body_string_contains, header, header_exists, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -15,40 +15,33 @@ const SID: &str = "AC0123456789abcdef0123456789abcdef";
 const AUTH_TOKEN: &str = "twilio-test-auth-token-42";
 const PUBLIC: &str = "https://comm.example.test";
 
-fn twilio_signature(url: &str, params: &[(&str, &str)]) -> String {
-    let mut sorted = params.to_vec();
-    sorted.sort();
-    let mut data = url.to_string();
-    for (k, v) in sorted {
-        data.push_str(k);
-        data.push_str(v);
-    }
-    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(AUTH_TOKEN.as_bytes()).expect("key");
-    mac.update(data.as_bytes());
-    B64.encode(mac.finalize().into_bytes())
-}
-
+/// Posts a Twilio status callback, signed when `signature` is given.
 async fn post_twilio_callback(
     app: &TestApp,
     provider: &str,
     params: &[(&str, &str)],
     signature: Option<String>,
 ) -> (u16, Value) {
-    let path = format!("/v1/webhooks/twilio/{provider}");
     let body = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(params.iter())
         .finish();
-    let mut req = app
-        .http
-        .post(app.url(&path))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body);
-    if let Some(sig) = signature {
-        req = req.header("X-Twilio-Signature", sig);
-    }
-    let r = req.send().await.expect("request");
-    let code = r.status().as_u16();
-    (code, r.json().await.unwrap_or(Value::Null))
+    let headers: Vec<(&str, String)> = signature
+        .map(|sig| ("X-Twilio-Signature", sig))
+        .into_iter()
+        .collect();
+    post_webhook(
+        app,
+        "twilio",
+        provider,
+        "application/x-www-form-urlencoded",
+        &headers,
+        body,
+    )
+    .await
+}
+
+fn twilio_signature(url: &str, params: &[(&str, &str)]) -> String {
+    matchers::twilio_signature(AUTH_TOKEN, url, params)
 }
 
 #[tokio::test]
@@ -147,34 +140,13 @@ async fn an_sms_goes_out_through_twilio_and_a_signed_status_callback_marks_it_de
     app.cleanup().await;
 }
 
-fn svix_headers(secret: &[u8], id: &str, ts: i64, body: &str) -> Vec<(&'static str, String)> {
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).expect("key");
-    mac.update(format!("{id}.{ts}.{body}").as_bytes());
-    let sig = B64.encode(mac.finalize().into_bytes());
-    vec![
-        ("svix-id", id.to_owned()),
-        ("svix-timestamp", ts.to_string()),
-        ("svix-signature", format!("v1,{sig}")),
-    ]
-}
-
 async fn post_resend(
     app: &TestApp,
     pid: &str,
     headers: &[(&str, String)],
     body: &str,
 ) -> (u16, Value) {
-    let mut req = app
-        .http
-        .post(app.url(&format!("/v1/webhooks/resend/{pid}")))
-        .header("content-type", "application/json")
-        .body(body.to_owned());
-    for (k, v) in headers {
-        req = req.header(*k, v);
-    }
-    let r = req.send().await.expect("request");
-    let code = r.status().as_u16();
-    (code, r.json().await.unwrap_or(Value::Null))
+    post_webhook(app, "resend", pid, "application/json", headers, body).await
 }
 
 #[tokio::test]
@@ -251,10 +223,10 @@ async fn an_email_goes_out_through_resend_and_signed_webhooks_mark_it_delivered_
         &app,
         &pid,
         &svix_headers(
-            b"wrong-key-wrong-key-wrong-key-00",
+            &format!("whsec_{}", B64.encode(b"wrong-key-wrong-key-wrong-key-00")),
             "msg_1",
             now,
-            &delivered,
+            delivered.as_bytes(),
         ),
         &delivered,
     )
@@ -263,7 +235,7 @@ async fn an_email_goes_out_through_resend_and_signed_webhooks_mark_it_delivered_
     let (code, _) = post_resend(
         &app,
         &pid,
-        &svix_headers(key_bytes, "msg_1", now - 3600, &delivered),
+        &svix_headers(&secret, "msg_1", now - 3600, delivered.as_bytes()),
         &delivered,
     )
     .await;
@@ -271,7 +243,7 @@ async fn an_email_goes_out_through_resend_and_signed_webhooks_mark_it_delivered_
     let (code, body) = post_resend(
         &app,
         &pid,
-        &svix_headers(key_bytes, "msg_1", now, &delivered),
+        &svix_headers(&secret, "msg_1", now, delivered.as_bytes()),
         &delivered,
     )
     .await;
@@ -283,7 +255,7 @@ async fn an_email_goes_out_through_resend_and_signed_webhooks_mark_it_delivered_
     let (code, body) = post_resend(
         &app,
         &pid,
-        &svix_headers(key_bytes, "msg_2", now, &bounced),
+        &svix_headers(&secret, "msg_2", now, bounced.as_bytes()),
         &bounced,
     )
     .await;

@@ -2,12 +2,13 @@
 //! by wiremock), then their delivery webhooks, verified as each provider documents, moving the
 //! messages on: delivered, bounced, and refused when unsigned, wrongly signed or stale.
 
-use crate::common;
+use crate::{common, matchers};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use common::{Options, TestApp};
 use hmac::{Hmac, Mac};
+use matchers::{basic_auth, post_webhook};
 use p256::ecdsa::signature::Signer;
 use p256::ecdsa::{Signature, SigningKey};
 use p256::pkcs8::EncodePublicKey;
@@ -34,17 +35,7 @@ async fn post(
     headers: &[(&str, String)],
     body: &[u8],
 ) -> (u16, Value) {
-    let mut req = app
-        .http
-        .post(app.url(&format!("/v1/webhooks/{kind}/{provider_id}")))
-        .header("content-type", "application/json")
-        .body(body.to_vec());
-    for (name, value) in headers {
-        req = req.header(*name, value);
-    }
-    let r = req.send().await.expect("request");
-    let code = r.status().as_u16();
-    (code, r.json().await.unwrap_or(Value::Null))
+    post_webhook(app, kind, provider_id, "application/json", headers, body).await
 }
 
 fn mailgun_body(key: &str, timestamp: i64, token: &str, event: Value) -> Vec<u8> {
@@ -168,12 +159,7 @@ async fn postmark_webhooks_with_basic_credentials_mark_a_sent_email_delivered() 
     let record = serde_json::to_vec(&json!({"RecordType": "Delivery", "MessageID": "pm-msg-77",
         "Recipient": "ada@example.com", "DeliveredAt": "2026-11-25T10:00:01Z"}))
     .expect("json");
-    let auth = |user: &str, pass: &str| {
-        vec![(
-            "authorization",
-            format!("Basic {}", B64.encode(format!("{user}:{pass}"))),
-        )]
-    };
+    let auth = |user: &str, pass: &str| vec![("authorization", basic_auth(user, pass))];
     assert_eq!(post(&app, "postmark", &pid, &[], &record).await.0, 401);
     assert_eq!(
         post(&app, "postmark", &pid, &auth("hooks", "wrong"), &record)
@@ -423,24 +409,27 @@ async fn vonage_asks_for_receipts_only_when_signed_and_a_signed_dlr_marks_the_sm
             .into_bytes()
     };
     let post_form = |body: Vec<u8>| {
-        app.http
-            .post(app.url(&format!("/v1/webhooks/vonage/{pid}")))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
+        post_webhook(
+            &app,
+            "vonage",
+            &pid,
+            "application/x-www-form-urlencoded",
+            &[],
+            body,
+        )
     };
     let unsigned: Vec<(String, String)> = dlr("delivered", "0A00000012345678", now)
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
-    assert_eq!(post_form(form(unsigned)).await.expect("req").status(), 401);
+    assert_eq!(post_form(form(unsigned)).await.0, 401);
     let wrong = vonage_signed("not-the-secret", &dlr("delivered", "0A00000012345678", now));
-    assert_eq!(post_form(form(wrong)).await.expect("req").status(), 401);
+    assert_eq!(post_form(form(wrong)).await.0, 401);
     let stale = vonage_signed(
         "vonage-sig-secret-77",
         &dlr("delivered", "0A00000012345678", now - 3600),
     );
-    assert_eq!(post_form(form(stale)).await.expect("req").status(), 400);
+    assert_eq!(post_form(form(stale)).await.0, 400);
     assert_eq!(app.message("acme", &id).await.1["status"], "sent");
 
     // The receipt of the second part of a long SMS has its own messageId; `client-ref` finds it.
@@ -448,8 +437,8 @@ async fn vonage_asks_for_receipts_only_when_signed_and_a_signed_dlr_marks_the_sm
         "vonage-sig-secret-77",
         &dlr("delivered", "0A00000012345679", now),
     );
-    let r = post_form(form(part_two)).await.expect("req");
-    assert_eq!(r.status(), 200);
+    let (code, _) = post_form(form(part_two)).await;
+    assert_eq!(code, 200);
     let done = app.wait_for_status("acme", &id, &["delivered"]).await;
     assert!(
         app.event_types(&done)
@@ -498,15 +487,16 @@ async fn vonage_without_a_signature_secret_asks_for_no_receipts_and_refuses_them
     let pid = p["id"].as_str().expect("id").to_owned();
     let id = app.send_sms("acme", "Your code is 445566").await;
     app.wait_for_status("acme", &id, &["sent"]).await;
-    let r = app
-        .http
-        .post(app.url(&format!("/v1/webhooks/vonage/{pid}")))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("messageId=0A00000099&status=delivered")
-        .send()
-        .await
-        .expect("req");
-    assert_eq!(r.status(), 401);
+    let (code, _) = post_webhook(
+        &app,
+        "vonage",
+        &pid,
+        "application/x-www-form-urlencoded",
+        &[],
+        "messageId=0A00000099&status=delivered",
+    )
+    .await;
+    assert_eq!(code, 401);
     assert_eq!(app.message("acme", &id).await.1["status"], "sent");
     app.cleanup().await;
 }

@@ -10,7 +10,33 @@ use serde_json::Value;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::providers::{Receipt, ReceiptOutcome, WebhookError};
+use serde_json::Map;
+
+use super::MailgunConfig;
+use crate::providers::description::typed_config;
+use crate::providers::{
+    Receipt, ReceiptOutcome, ReceiptRequest, VerifiedReceipt, WebhookError, receipt_secret,
+};
+
+/// The registry's receipt entry: the signature with the configured signing key, then the
+/// event.
+pub fn receipts(
+    request: &ReceiptRequest<'_>,
+    config: &Map<String, Value>,
+) -> Result<Vec<VerifiedReceipt>, WebhookError> {
+    let config: MailgunConfig =
+        typed_config(config).map_err(|_| WebhookError::NotConfigured("webhook_signing_key"))?;
+    let key = receipt_secret(config.webhook_signing_key.as_ref(), "webhook_signing_key")?;
+    let (receipt, receipt_id) = verify_and_parse(key, request.body, request.now)?;
+    Ok(receipt
+        .map(|receipt| VerifiedReceipt {
+            receipt,
+            receipt_id,
+            message_id: None,
+        })
+        .into_iter()
+        .collect())
+}
 
 /// How far the signed timestamp may be from now, either way.
 pub const TIMESTAMP_TOLERANCE_SECS: u64 = 5 * 60;

@@ -8,7 +8,38 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 use subtle::ConstantTimeEq;
 
-use crate::providers::{Receipt, ReceiptOutcome, WebhookError};
+use serde_json::Map;
+
+use super::PostmarkConfig;
+use crate::providers::description::typed_config;
+use crate::providers::{
+    Receipt, ReceiptOutcome, ReceiptRequest, VerifiedReceipt, WebhookError, receipt_secret,
+};
+
+/// The registry's receipt entry: the webhook's Basic credentials, then the record.
+pub fn receipts(
+    request: &ReceiptRequest<'_>,
+    config: &Map<String, Value>,
+) -> Result<Vec<VerifiedReceipt>, WebhookError> {
+    let config: PostmarkConfig =
+        typed_config(config).map_err(|_| WebhookError::NotConfigured("webhook_username"))?;
+    let username = config
+        .webhook_username
+        .as_deref()
+        .filter(|u| !u.is_empty())
+        .ok_or(WebhookError::NotConfigured("webhook_username"))?;
+    let password = receipt_secret(config.webhook_password.as_ref(), "webhook_password")?;
+    verify_basic_auth(username, password, request.header("authorization"))?;
+    let (receipt, receipt_id) = parse_record(request.body)?;
+    Ok(receipt
+        .map(|receipt| VerifiedReceipt {
+            receipt,
+            receipt_id,
+            message_id: None,
+        })
+        .into_iter()
+        .collect())
+}
 
 /// Checks the `Authorization` header against the configured Basic credentials.
 pub fn verify_basic_auth(

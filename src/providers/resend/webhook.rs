@@ -13,7 +13,39 @@ use serde_json::Value;
 use sha2::Sha256;
 use subtle::{Choice, ConstantTimeEq};
 
-use crate::providers::{Receipt, ReceiptOutcome, WebhookError};
+use serde_json::Map;
+
+use super::ResendConfig;
+use crate::providers::description::typed_config;
+use crate::providers::{
+    Receipt, ReceiptOutcome, ReceiptRequest, VerifiedReceipt, WebhookError, receipt_secret,
+};
+
+/// The registry's receipt entry: the Svix signature with the configured webhook secret, then
+/// the event (deduplicated by `svix-id`; events about anything but delivery are ignored).
+pub fn receipts(
+    request: &ReceiptRequest<'_>,
+    config: &Map<String, Value>,
+) -> Result<Vec<VerifiedReceipt>, WebhookError> {
+    let config: ResendConfig =
+        typed_config(config).map_err(|_| WebhookError::NotConfigured("webhook_secret"))?;
+    verify_webhook(
+        receipt_secret(config.webhook_secret.as_ref(), "webhook_secret")?,
+        request.header("svix-id"),
+        request.header("svix-timestamp"),
+        request.header("svix-signature"),
+        request.body,
+        request.now,
+    )?;
+    Ok(event_receipt(request.body)?
+        .map(|receipt| VerifiedReceipt {
+            receipt,
+            receipt_id: request.header("svix-id").to_owned(),
+            message_id: None,
+        })
+        .into_iter()
+        .collect())
+}
 
 /// How far `svix-timestamp` may be from now, either way (Svix's own tolerance).
 pub const TIMESTAMP_TOLERANCE_SECS: u64 = 5 * 60;

@@ -14,7 +14,41 @@ use p256::ecdsa::{Signature, VerifyingKey};
 use p256::pkcs8::DecodePublicKey;
 use serde_json::Value;
 
-use crate::providers::{Receipt, ReceiptOutcome, WebhookError};
+use serde_json::Map;
+
+use super::SendgridConfig;
+use crate::providers::description::typed_config;
+use crate::providers::{Receipt, ReceiptOutcome, ReceiptRequest, VerifiedReceipt, WebhookError};
+
+/// The registry's receipt entry: the ECDSA signature with the configured verification key,
+/// then every tracked event of the batch.
+pub fn receipts(
+    request: &ReceiptRequest<'_>,
+    config: &Map<String, Value>,
+) -> Result<Vec<VerifiedReceipt>, WebhookError> {
+    let config: SendgridConfig =
+        typed_config(config).map_err(|_| WebhookError::NotConfigured("webhook_public_key"))?;
+    let key = config
+        .webhook_public_key
+        .as_deref()
+        .filter(|k| !k.is_empty())
+        .ok_or(WebhookError::NotConfigured("webhook_public_key"))?;
+    verify(
+        key,
+        request.header("x-twilio-email-event-webhook-signature"),
+        request.header("x-twilio-email-event-webhook-timestamp"),
+        request.body,
+        request.now,
+    )?;
+    Ok(parse_events(request.body)?
+        .into_iter()
+        .map(|(receipt, receipt_id)| VerifiedReceipt {
+            receipt,
+            receipt_id,
+            message_id: None,
+        })
+        .collect())
+}
 
 /// How far the signed timestamp may be from now, either way.
 pub const TIMESTAMP_TOLERANCE_SECS: u64 = 5 * 60;

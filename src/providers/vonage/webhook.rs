@@ -12,7 +12,13 @@ use sha2::{Sha256, Sha512};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
-use crate::providers::{Receipt, ReceiptOutcome, WebhookError};
+use serde_json::{Map, Value};
+
+use super::VonageConfig;
+use crate::providers::description::typed_config;
+use crate::providers::{
+    Receipt, ReceiptOutcome, ReceiptRequest, VerifiedReceipt, WebhookError, receipt_secret,
+};
 
 /// How far the signed `timestamp` may be from now, either way.
 pub const TIMESTAMP_TOLERANCE_SECS: u64 = 5 * 60;
@@ -121,6 +127,53 @@ pub fn parse_dlr(
         format!("{message_id}:{status}"),
         client_ref,
     ))
+}
+
+/// The registry's receipt entry: a DLR (form-encoded or JSON, by the account's setting),
+/// signed with the configured signature secret.
+pub fn receipts(
+    request: &ReceiptRequest<'_>,
+    config: &Map<String, Value>,
+) -> Result<Vec<VerifiedReceipt>, WebhookError> {
+    let config: VonageConfig =
+        typed_config(config).map_err(|_| WebhookError::NotConfigured("signature_secret"))?;
+    let params = form_or_json_params(request)?;
+    verify(
+        config.signature_method.as_deref().unwrap_or(""),
+        receipt_secret(config.signature_secret.as_ref(), "signature_secret")?,
+        &params,
+        request.now,
+    )?;
+    let (receipt, receipt_id, message_id) = parse_dlr(&params)?;
+    Ok(vec![VerifiedReceipt {
+        receipt,
+        receipt_id,
+        message_id,
+    }])
+}
+
+/// Form-encoded or JSON parameters (Vonage sends either, depending on the account's setting).
+fn form_or_json_params(
+    request: &ReceiptRequest<'_>,
+) -> Result<Vec<(String, String)>, WebhookError> {
+    if request.header("content-type").contains("json") {
+        let map: Map<String, Value> = serde_json::from_slice(request.body)
+            .map_err(|_| WebhookError::Malformed("the body is not a JSON object".into()))?;
+        Ok(map
+            .into_iter()
+            .map(|(k, v)| {
+                let text = match v {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                (k, text)
+            })
+            .collect())
+    } else {
+        Ok(url::form_urlencoded::parse(request.body)
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect())
+    }
 }
 
 #[cfg(test)]

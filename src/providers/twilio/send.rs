@@ -1,40 +1,20 @@
-//! The `twilio` adapter (SMS). This file owns everything the service knows about Twilio's
-//! Programmable Messaging REST API:
-//!
-//! - sending: `POST {base}/2010-04-01/Accounts/{AccountSid}/Messages.json`, HTTP Basic auth
-//!   (`account_sid:auth_token`, or `api_key_sid:api_key_secret` when both are configured),
-//!   form fields `To`, `From` or `MessagingServiceSid`, `Body`, and `StatusCallback` when the
-//!   worker asks for receipts; the returned `sid` becomes the provider message id;
-//! - the credentials check: `GET {base}/2010-04-01/Accounts/{AccountSid}.json` (fetch Account);
-//! - the classification of Twilio's errors (see `class_for_code` for the table);
-//! - the two helpers the webhook endpoint needs for status callbacks: [`verify_signature`]
-//!   (`X-Twilio-Signature`) and [`parse_status_callback`].
-//!
-//! Twilio takes no idempotency key: a retry after a timeout whose request did reach Twilio
-//! can send the SMS twice. That is the price of at-least-once delivery with this provider.
-
-use std::sync::Arc;
-use std::time::Duration;
+//! Sending through Twilio and checking its credentials: the request, the answer, and the
+//! classification of Twilio's errors (see `class_for_code` for the table).
 
 use async_trait::async_trait;
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as BASE64;
-use hmac::{Hmac, Mac};
 use reqwest::StatusCode;
+use secrecy::ExposeSecret;
 use serde::Deserialize;
-use serde_json::{Map, Value};
-use sha1::Sha1;
-use subtle::ConstantTimeEq;
+use serde_json::Value;
 
-use super::{
-    CheckReport, ErrorClass, OutboundMessage, Provider, ProviderContext, ProviderError,
-    ProviderKind, Receipt, ReceiptOutcome, SendReceipt, WebhookError, factory::BuildError,
-    retry_after_seconds,
-};
+use super::{KIND, TwilioConfig};
 use crate::domain::Recipient;
-
-/// Provider messages stored in events are cut to this many characters.
-const MAX_ERROR_CHARS: usize = 300;
+use crate::providers::http::{self, Answer};
+use crate::providers::scrub::scrub;
+use crate::providers::{
+    BuildError, CheckReport, ErrorClass, OutboundMessage, Provider, ProviderContext, ProviderError,
+    ProviderKind, SendReceipt,
+};
 
 /// Who the message is sent from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,91 +54,63 @@ impl std::fmt::Debug for TwilioProvider {
     }
 }
 
-fn field<'a>(config: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
-    config
-        .get(name)
-        .and_then(Value::as_str)
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-}
-
-fn required<'a>(config: &'a Map<String, Value>, name: &str) -> Result<&'a str, BuildError> {
-    field(config, name).ok_or_else(|| BuildError(format!("twilio: {name} is required")))
-}
-
-/// Builds the adapter from the whole decrypted configuration (validated by `kinds`).
-pub fn build(
-    config: &Map<String, Value>,
-    ctx: &ProviderContext,
-) -> Result<Arc<dyn Provider>, BuildError> {
-    Ok(Arc::new(TwilioProvider::from_config(config, ctx)?))
-}
-
 impl TwilioProvider {
-    pub fn from_config(
-        config: &Map<String, Value>,
-        ctx: &ProviderContext,
-    ) -> Result<TwilioProvider, BuildError> {
-        let account_sid = required(config, "account_sid")?;
+    /// The adapter of a typed configuration; refuses what Twilio could never accept.
+    pub fn new(config: TwilioConfig, ctx: &ProviderContext) -> Result<TwilioProvider, BuildError> {
+        let account_sid = config.account_sid.trim().to_owned();
         // The SID is a path segment of every URL: keep it to what Twilio SIDs are made of
         // (`AC` + 32 hex digits), so a stray `/`, `?` or `..` cannot reshape the request.
         if !account_sid.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Err(BuildError(
-                "twilio: account_sid must contain only letters and digits (AC…)".into(),
+            return Err(BuildError::field(
+                "account_sid",
+                "must contain only letters and digits (AC…)",
             ));
         }
-        let auth_token = required(config, "auth_token")?;
-        let mut secrets = vec![auth_token.to_string()];
-        let (auth_user, auth_secret) = match (
-            field(config, "api_key_sid"),
-            field(config, "api_key_secret"),
-        ) {
+        let auth_token = config.auth_token.expose_secret().trim().to_owned();
+        let mut secrets = vec![auth_token.clone()];
+        let (auth_user, auth_secret) = match (config.api_key_sid, config.api_key_secret) {
             (Some(key_sid), Some(key_secret)) => {
-                secrets.push(key_secret.to_string());
-                (key_sid, key_secret)
+                let key_secret = key_secret.expose_secret().trim().to_owned();
+                secrets.push(key_secret.clone());
+                (key_sid.trim().to_owned(), key_secret)
             }
-            (None, None) => (account_sid, auth_token),
+            (None, None) => (account_sid.clone(), auth_token),
             _ => {
-                return Err(BuildError(
-                    "twilio: api_key_sid and api_key_secret go together".into(),
+                return Err(BuildError::field(
+                    "api_key_secret",
+                    "api_key_sid and api_key_secret go together",
                 ));
             }
         };
-        let sender = match (
-            field(config, "messaging_service_sid"),
-            field(config, "from"),
-        ) {
-            (Some(service), _) => Sender::MessagingService(service.to_string()),
-            (None, Some(from)) => Sender::From(from.to_string()),
+        let sender = match (config.messaging_service_sid, config.from) {
+            (Some(service), _) => Sender::MessagingService(service.trim().to_owned()),
+            (None, Some(from)) => Sender::From(from.trim().to_owned()),
             (None, None) => {
-                return Err(BuildError(
-                    "twilio: either from or messaging_service_sid is required".into(),
+                return Err(BuildError::field(
+                    "from",
+                    "either from or messaging_service_sid is required",
                 ));
             }
         };
         let base = ctx.bases.twilio.trim_end_matches('/');
         Ok(TwilioProvider {
             http: ctx.http.clone(),
-            account_sid: account_sid.to_string(),
-            auth_user: auth_user.to_string(),
-            auth_secret: auth_secret.to_string(),
-            secrets,
-            sender,
             messages_url: format!("{base}/2010-04-01/Accounts/{account_sid}/Messages.json"),
             account_url: format!("{base}/2010-04-01/Accounts/{account_sid}.json"),
+            account_sid,
+            auth_user,
+            auth_secret,
+            secrets,
+            sender,
         })
     }
 
     /// Turns a non-2xx answer into a classified error. `body_text` is the SMS text being sent,
     /// scrubbed from the provider's message like the secrets.
-    fn failure(
-        &self,
-        status: StatusCode,
-        retry_after: Option<Duration>,
-        response_body: &str,
-        body_text: Option<&str>,
-    ) -> ProviderError {
-        let parsed = serde_json::from_str::<TwilioErrorBody>(response_body).ok();
+    fn classify(&self, answer: &Answer, body_text: Option<&str>) -> ProviderError {
+        let status = answer.status;
+        let retry_after = answer.retry_after();
+        let parsed = answer.json::<TwilioErrorBody>();
         let code = parsed.as_ref().and_then(|e| e.code_number());
         let class = code
             .and_then(class_for_code)
@@ -170,7 +122,10 @@ impl TwilioProvider {
         let detail = parsed
             .as_ref()
             .and_then(|e| e.message.as_deref())
-            .map(|m| scrub(m, &self.secrets, body_text))
+            .map(|m| {
+                let secrets: Vec<&str> = self.secrets.iter().map(String::as_str).collect();
+                scrub(m, &secrets, body_text.as_slice())
+            })
             .filter(|m| !m.is_empty());
         let mut message = format!("twilio: HTTP {}", status.as_u16());
         if let Some(code) = code {
@@ -279,50 +234,15 @@ fn class_for_code(code: u64) -> Option<ErrorClass> {
     Some(class)
 }
 
-/// The fallback when Twilio gave no code we know: 429 and 5xx are worth retrying, any other
-/// refusal is taken as a problem of this provider's configuration (fail over, do not fail the
-/// message on a guess).
+/// The fallback when Twilio gave no code we know (see [`http::class_for_status`]).
 fn class_for_status(status: StatusCode) -> ErrorClass {
-    if status == StatusCode::TOO_MANY_REQUESTS
-        || status.is_server_error()
-        || status == StatusCode::REQUEST_TIMEOUT
-    {
-        ErrorClass::Transient { retry_after: None }
-    } else if status.is_client_error() {
-        ErrorClass::ProviderPermanent
-    } else {
-        // 1xx/3xx where a 2xx was expected: something in between misbehaved.
-        ErrorClass::Transient { retry_after: None }
-    }
-}
-
-/// Makes a provider's message safe to store: no secrets, no message text, no control
-/// characters, bounded length. Redaction happens before truncation so no prefix of a secret
-/// survives.
-fn scrub(text: &str, secrets: &[String], body_text: Option<&str>) -> String {
-    let mut out = text.to_string();
-    for secret in secrets {
-        if secret.len() >= 4 {
-            out = out.replace(secret.as_str(), "[redacted]");
-        }
-    }
-    if let Some(body) = body_text.map(str::trim)
-        && body.chars().count() >= 4
-    {
-        out = out.replace(body, "[message text]");
-    }
-    out.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(MAX_ERROR_CHARS)
-        .collect::<String>()
-        .trim()
-        .to_string()
+    http::class_for_status(status, None)
 }
 
 #[async_trait]
 impl Provider for TwilioProvider {
     fn kind(&self) -> ProviderKind {
-        ProviderKind::Twilio
+        KIND
     }
 
     async fn send(&self, message: &OutboundMessage<'_>) -> Result<SendReceipt, ProviderError> {
@@ -350,23 +270,19 @@ impl Provider for TwilioProvider {
             form.push(("StatusCallback", callback));
         }
 
-        let response = self
+        let request = self
             .http
             .post(&self.messages_url)
             .basic_auth(&self.auth_user, Some(&self.auth_secret))
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| ProviderError::from_transport("twilio", &e))?;
-        let status = response.status();
-        let retry_after = retry_after_seconds(response.headers());
-        if status.is_success() {
+            .form(&form);
+        let answer = http::call("twilio", request).await?;
+        if answer.is_success() {
             // Twilio accepted the message. Failing to read its id must not turn into a retry
             // (that would send the SMS twice): record the send without an id instead.
-            let sid = match response.json::<CreatedMessage>().await {
-                Ok(created) => created.sid.filter(|s| !s.is_empty()),
-                Err(_) => None,
-            };
+            let sid = answer
+                .json::<CreatedMessage>()
+                .and_then(|created| created.sid)
+                .filter(|s| !s.is_empty());
             if sid.is_none() {
                 tracing::warn!(
                     message_id = %message.id,
@@ -377,28 +293,21 @@ impl Provider for TwilioProvider {
                 provider_message_id: sid,
             });
         }
-        let text = response.text().await.unwrap_or_default();
-        Err(self.failure(status, retry_after, &text, Some(body)))
+        Err(self.classify(&answer, Some(body)))
     }
 
     async fn check(&self) -> Result<CheckReport, ProviderError> {
-        let response = self
+        let request = self
             .http
             .get(&self.account_url)
-            .basic_auth(&self.auth_user, Some(&self.auth_secret))
-            .send()
-            .await
-            .map_err(|e| ProviderError::from_transport("twilio", &e))?;
-        let status = response.status();
-        let retry_after = retry_after_seconds(response.headers());
-        if !status.is_success() {
-            let text = response.text().await.unwrap_or_default();
-            return Err(self.failure(status, retry_after, &text, None));
+            .basic_auth(&self.auth_user, Some(&self.auth_secret));
+        let answer = http::call("twilio", request).await?;
+        if !answer.is_success() {
+            return Err(self.classify(&answer, None));
         }
-        let account = response
+        let account = answer
             .json::<AccountBody>()
-            .await
-            .map_err(|_| ProviderError::transient("twilio: account could not be read"))?;
+            .ok_or_else(|| ProviderError::transient("twilio: account could not be read"))?;
         let sid = &self.account_sid;
         match account.status.as_deref() {
             Some("active") => {
@@ -428,84 +337,4 @@ impl Provider for TwilioProvider {
             ))),
         }
     }
-}
-
-/// Checks Twilio's `X-Twilio-Signature` of a status callback.
-///
-/// Twilio signs `url` (the full URL it requested, query string included) followed by every
-/// POST parameter's name and value, parameters sorted by name (byte order; equal names by
-/// value), with HMAC-SHA1 keyed by the account's auth token, and sends it base64-encoded.
-/// The comparison is constant-time. `url` must be exactly the URL Twilio was given (the
-/// `StatusCallback` we sent), not one rebuilt from proxy-rewritten request headers.
-pub fn verify_signature(
-    auth_token: &str,
-    url: &str,
-    params: &[(String, String)],
-    signature_b64: &str,
-) -> bool {
-    let Ok(given) = BASE64.decode(signature_b64.trim()) else {
-        return false;
-    };
-    let Ok(mut mac) = Hmac::<Sha1>::new_from_slice(auth_token.as_bytes()) else {
-        return false;
-    };
-    let mut sorted: Vec<&(String, String)> = params.iter().collect();
-    sorted.sort();
-    mac.update(url.as_bytes());
-    for (name, value) in sorted {
-        mac.update(name.as_bytes());
-        mac.update(value.as_bytes());
-    }
-    let expected = mac.finalize().into_bytes();
-    expected.as_slice().ct_eq(given.as_slice()).into()
-}
-
-fn param<'a>(params: &'a [(String, String)], names: &[&str]) -> Option<&'a str> {
-    names.iter().find_map(|name| {
-        params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.trim())
-            .filter(|v| !v.is_empty())
-    })
-}
-
-/// Reads a Twilio status callback (form parameters, signature already verified).
-///
-/// `MessageSid` (or the legacy `SmsSid`) is the provider message id; `MessageStatus` (or
-/// `SmsStatus`) maps as: `accepted`, `scheduled`, `queued`, `sending`, `sent`,
-/// `partially_delivered` → in progress; `delivered`, `read` → delivered; `undelivered`,
-/// `failed`, `canceled` → undelivered. `ErrorCode`, when present, goes into the detail.
-pub fn parse_status_callback(params: &[(String, String)]) -> Result<Receipt, WebhookError> {
-    let sid = param(params, &["MessageSid", "SmsSid"])
-        .ok_or_else(|| WebhookError::Malformed("MessageSid is missing".into()))?;
-    let status = param(params, &["MessageStatus", "SmsStatus"])
-        .ok_or_else(|| WebhookError::Malformed("MessageStatus is missing".into()))?;
-    let outcome = match status {
-        "accepted" | "scheduled" | "queued" | "sending" | "sent" | "partially_delivered" => {
-            ReceiptOutcome::InProgress
-        }
-        "delivered" | "read" => ReceiptOutcome::Delivered,
-        "undelivered" | "failed" | "canceled" => ReceiptOutcome::Undelivered,
-        other => {
-            let shown: String = other.chars().take(40).collect();
-            return Err(WebhookError::Malformed(format!(
-                "MessageStatus {shown:?} is not an outbound message status"
-            )));
-        }
-    };
-    let mut detail = format!("twilio status {status}");
-    if let Some(code) = param(params, &["ErrorCode"]) {
-        let code: String = code
-            .chars()
-            .filter(char::is_ascii_alphanumeric)
-            .take(16)
-            .collect();
-        detail.push_str(&format!(", error {code}"));
-    }
-    Ok(Receipt {
-        provider_message_id: sid.to_string(),
-        outcome,
-        detail: Some(detail),
-    })
 }

@@ -1,41 +1,20 @@
-//! The `vonage` adapter (SMS). This file owns everything the service knows about Vonage's
-//! (formerly Nexmo's) SMS API:
-//!
-//! - sending: `POST {base}/sms/json`, form fields `api_key`, `api_secret`, `from`, `to` (the
-//!   E.164 number without its `+`), `text`, plus `client-ref` (our message id, echoed in
-//!   Vonage's delivery receipts) and `type=unicode` when the text does not fit the GSM-7
-//!   alphabet (with the default `type=text` Vonage would garble it);
-//! - reading the answer: Vonage reports failures with HTTP 200 and a per-part
-//!   `messages[].status` (see `class_for_status` for the table); the first part's
-//!   `message-id` becomes the provider message id;
-//! - the credentials check: `GET {base}/account/get-balance?api_key=…&api_secret=…`.
-//!
-//! Vonage takes no idempotency key: a retry after a timeout whose request did reach Vonage
-//! can send the SMS twice.
-//!
-//! Delivery receipts: only with `signature_secret` configured (the account's signed-webhook
-//! secret, HMAC-SHA256 or `signature_method: "sha512"`) does a send carry the per-message
-//! `callback` URL the worker offers, because an unsigned receipt cannot be told from a forged
-//! one. The receipts are verified in `vonage/webhook.rs`.
-
-pub mod webhook;
-
-use std::sync::Arc;
-use std::time::Duration;
+//! Sending through Vonage's SMS API and checking its credentials, and the classification of
+//! its answers (see `class_for_status` for the table).
 
 use async_trait::async_trait;
 use reqwest::StatusCode;
+use secrecy::ExposeSecret;
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::{
-    CheckReport, ErrorClass, OutboundMessage, Provider, ProviderContext, ProviderError,
-    ProviderKind, SendReceipt, factory::BuildError, retry_after_seconds,
-};
+use super::{KIND, VonageConfig};
 use crate::domain::Recipient;
-
-/// Provider messages stored in events are cut to this many characters.
-const MAX_ERROR_CHARS: usize = 300;
+use crate::providers::http::{self, Answer};
+use crate::providers::scrub::scrub;
+use crate::providers::{
+    BuildError, CheckReport, ErrorClass, OutboundMessage, Provider, ProviderContext, ProviderError,
+    ProviderKind, SendReceipt,
+};
 
 /// One configured Vonage account.
 pub struct VonageProvider {
@@ -62,26 +41,6 @@ impl std::fmt::Debug for VonageProvider {
     }
 }
 
-fn field<'a>(config: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
-    config
-        .get(name)
-        .and_then(Value::as_str)
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-}
-
-fn required<'a>(config: &'a Map<String, Value>, name: &str) -> Result<&'a str, BuildError> {
-    field(config, name).ok_or_else(|| BuildError(format!("vonage: {name} is required")))
-}
-
-/// Builds the adapter from the whole decrypted configuration (validated by `kinds`).
-pub fn build(
-    config: &Map<String, Value>,
-    ctx: &ProviderContext,
-) -> Result<Arc<dyn Provider>, BuildError> {
-    Ok(Arc::new(VonageProvider::from_config(config, ctx)?))
-}
-
 /// Vonage wants numbers in international format without the leading `+`; an alphanumeric
 /// sender ID is passed as it is.
 fn sender_id(from: &str) -> String {
@@ -94,48 +53,28 @@ fn sender_id(from: &str) -> String {
 }
 
 impl VonageProvider {
-    pub fn from_config(
-        config: &Map<String, Value>,
-        ctx: &ProviderContext,
-    ) -> Result<VonageProvider, BuildError> {
-        let api_key = required(config, "api_key")?;
-        let api_secret = required(config, "api_secret")?;
-        let from = required(config, "from")?;
+    /// The adapter of a typed configuration.
+    pub fn new(config: VonageConfig, ctx: &ProviderContext) -> Result<VonageProvider, BuildError> {
         let base = ctx.bases.vonage.trim_end_matches('/');
         let balance_url = url::Url::parse(&format!("{base}/account/get-balance"))
-            .map_err(|_| BuildError("vonage: the operator's API base is not a valid URL".into()))?;
+            .map_err(|_| BuildError::whole("vonage: the operator's API base is not a valid URL"))?;
         Ok(VonageProvider {
             http: ctx.http.clone(),
-            api_key: api_key.to_string(),
-            api_secret: api_secret.to_string(),
-            from: sender_id(from),
+            api_key: config.api_key.trim().to_owned(),
+            api_secret: config.api_secret.expose_secret().trim().to_owned(),
+            from: sender_id(config.from.trim()),
             sms_url: format!("{base}/sms/json"),
             signed_receipts: config
-                .get("signature_secret")
-                .and_then(Value::as_str)
-                .is_some_and(|s| !s.is_empty()),
+                .signature_secret
+                .as_ref()
+                .is_some_and(|s| !s.expose_secret().is_empty()),
             balance_url,
         })
     }
 
-    /// Makes a provider's message safe to store: no secret, no message text, no control
-    /// characters, bounded length. Redaction happens before truncation.
+    /// Makes a provider's message safe to store (the one scrubber: secret and text removed).
     fn scrub(&self, text: &str, body_text: Option<&str>) -> String {
-        let mut out = text.to_string();
-        if self.api_secret.len() >= 4 {
-            out = out.replace(self.api_secret.as_str(), "[redacted]");
-        }
-        if let Some(body) = body_text.map(str::trim)
-            && body.chars().count() >= 4
-        {
-            out = out.replace(body, "[message text]");
-        }
-        out.chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .take(MAX_ERROR_CHARS)
-            .collect::<String>()
-            .trim()
-            .to_string()
+        scrub(text, &[&self.api_secret], body_text.as_slice())
     }
 }
 
@@ -218,17 +157,14 @@ fn class_for_status(status: u64) -> ErrorClass {
     }
 }
 
-/// The fallback for a non-2xx HTTP answer (Vonage normally answers 200 even for errors).
-fn class_for_http(status: StatusCode, retry_after: Option<Duration>) -> ErrorClass {
-    if status == StatusCode::TOO_MANY_REQUESTS
-        || status.is_server_error()
-        || status == StatusCode::REQUEST_TIMEOUT
-    {
-        ErrorClass::Transient { retry_after }
-    } else if status.is_client_error() {
-        ErrorClass::ProviderPermanent
-    } else {
-        ErrorClass::Transient { retry_after }
+/// The classified error of a non-2xx HTTP answer (Vonage normally answers 200 even for
+/// errors), by the usual status fallback.
+fn classify_http(answer: &Answer) -> ProviderError {
+    ProviderError {
+        class: http::class_for_status(answer.status, answer.retry_after()),
+        message: format!("vonage: HTTP {}", answer.status.as_u16()),
+        code: None,
+        outcome_unknown: false,
     }
 }
 
@@ -244,7 +180,7 @@ fn is_gsm7(text: &str) -> bool {
 #[async_trait]
 impl Provider for VonageProvider {
     fn kind(&self) -> ProviderKind {
-        ProviderKind::Vonage
+        KIND
     }
 
     async fn send(&self, message: &OutboundMessage<'_>) -> Result<SendReceipt, ProviderError> {
@@ -280,30 +216,15 @@ impl Provider for VonageProvider {
             form.push(("callback", callback));
         }
 
-        let response = self
-            .http
-            .post(&self.sms_url)
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| ProviderError::from_transport("vonage", &e))?;
-        let status = response.status();
-        let retry_after = retry_after_seconds(response.headers());
-        if !status.is_success() {
-            let class = class_for_http(status, retry_after);
-            return Err(ProviderError {
-                class,
-                message: format!("vonage: HTTP {}", status.as_u16()),
-                code: None,
-                outcome_unknown: false,
-            });
+        let answer = http::call("vonage", self.http.post(&self.sms_url).form(&form)).await?;
+        if !answer.is_success() {
+            return Err(classify_http(&answer));
         }
         // Vonage reports refusals inside a 200, so an unreadable 200 says nothing about
         // whether the SMS was accepted; treat it as a transient failure.
-        let answer = response
+        let answer = answer
             .json::<SmsResponse>()
-            .await
-            .map_err(|_| ProviderError::transient("vonage: response could not be read"))?;
+            .ok_or_else(|| ProviderError::transient("vonage: response could not be read"))?;
         let Some(first) = answer.messages.first() else {
             return Err(ProviderError::transient(
                 "vonage: response listed no messages",
@@ -350,14 +271,8 @@ impl Provider for VonageProvider {
         url.query_pairs_mut()
             .append_pair("api_key", &self.api_key)
             .append_pair("api_secret", &self.api_secret);
-        let response = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| ProviderError::from_transport("vonage", &e))?;
-        let status = response.status();
-        let retry_after = retry_after_seconds(response.headers());
+        let answer = http::call("vonage", self.http.get(url)).await?;
+        let status = answer.status;
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             return Err(ProviderError::provider(format!(
                 "vonage: HTTP {}: the api_key/api_secret were refused",
@@ -365,17 +280,11 @@ impl Provider for VonageProvider {
             )));
         }
         if !status.is_success() {
-            return Err(ProviderError {
-                class: class_for_http(status, retry_after),
-                message: format!("vonage: HTTP {}", status.as_u16()),
-                code: None,
-                outcome_unknown: false,
-            });
+            return Err(classify_http(&answer));
         }
-        let balance = response
+        let balance = answer
             .json::<Balance>()
-            .await
-            .map_err(|_| ProviderError::transient("vonage: balance could not be read"))?;
+            .ok_or_else(|| ProviderError::transient("vonage: balance could not be read"))?;
         let reload = match balance.auto_reload {
             Some(true) => ", auto-reload on",
             Some(false) => ", auto-reload off",

@@ -1,15 +1,11 @@
-//! Turns a decrypted provider configuration into a ready adapter.
+//! What every adapter a process builds shares.
 //!
 //! The [`ProviderContext`] carries what adapters share: one HTTP client (connection pools,
 //! keep-alive, a timeout on every call), the operator's API bases, and whether tenant-supplied
 //! hosts may be private.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Map, Value};
-
-use super::{Provider, ProviderKind, system::SystemProvider};
 use crate::config::ProviderBases;
 
 /// Shared by every adapter a process builds.
@@ -47,28 +43,5 @@ impl ProviderContext {
             timeout,
             public_url,
         })
-    }
-}
-
-/// Why a stored configuration could not become an adapter.
-#[derive(Debug, thiserror::Error)]
-#[error("provider configuration is unusable: {0}")]
-pub struct BuildError(pub String);
-
-/// Builds the adapter of `kind` from its whole (decrypted) configuration.
-pub fn build_provider(
-    kind: ProviderKind,
-    config: &Map<String, Value>,
-    ctx: &ProviderContext,
-) -> Result<Arc<dyn Provider>, BuildError> {
-    match kind {
-        ProviderKind::System => Ok(Arc::new(SystemProvider::from_config(config))),
-        ProviderKind::Twilio => super::twilio::build(config, ctx),
-        ProviderKind::Vonage => super::vonage::build(config, ctx),
-        ProviderKind::Resend => super::resend::build(config, ctx),
-        ProviderKind::Sendgrid => super::sendgrid::build(config, ctx),
-        ProviderKind::Postmark => super::postmark::build(config, ctx),
-        ProviderKind::Mailgun => super::mailgun::build(config, ctx),
-        ProviderKind::Smtp => super::smtp::build(config, ctx),
     }
 }

@@ -1,27 +1,21 @@
-//! The Postmark adapter: sends email through `POST {base}/email` with the server token in
-//! `X-Postmark-Server-Token`, checks the token through `GET {base}/server`, and classifies
-//! Postmark's API error codes (`{ErrorCode, Message}`, mostly on HTTP 422) into the delivery
-//! policy's classes.
-//!
-//! Postmark has no idempotency key: a retry after a timeout can send twice. Our message id
-//! travels in `Metadata.message_id`, which Postmark echoes in its webhooks.
-
-pub mod webhook;
-
-use std::sync::Arc;
+//! Sending through Postmark and checking its server token, and the classification of
+//! Postmark's API error codes (`{ErrorCode, Message}`, mostly on HTTP 422).
 
 use async_trait::async_trait;
-use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, HeaderMap, HeaderValue};
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::email_common::{credential_header, non_blank, reply_to, required, sanitize};
-use super::{
-    CheckReport, ErrorClass, OutboundMessage, Provider, ProviderContext, ProviderError,
-    ProviderKind, SendReceipt, factory::BuildError, retry_after_seconds,
-};
+use super::{KIND, PostmarkConfig};
 use crate::domain::{Content, Recipient};
+use crate::providers::email_common::{bodies, credential_header, non_blank, reply_to, sender};
+use crate::providers::http::{self, Answer, retry_after_seconds};
+use crate::providers::scrub::scrub;
+use crate::providers::{
+    BuildError, CheckReport, ErrorClass, OutboundMessage, Provider, ProviderContext, ProviderError,
+    ProviderKind, SendReceipt,
+};
 
 const PROVIDER: &str = "postmark";
 const TOKEN_HEADER: &str = "X-Postmark-Server-Token";
@@ -56,34 +50,29 @@ impl std::fmt::Debug for PostmarkProvider {
     }
 }
 
-/// Builds the adapter from its whole decrypted configuration (`server_token`, `from`,
-/// `message_stream?` (default `outbound`), `reply_to?`).
-pub fn build(
-    config: &Map<String, Value>,
-    ctx: &ProviderContext,
-) -> Result<Arc<dyn Provider>, BuildError> {
-    let token = required(PROVIDER, config, "server_token")?;
-    let from = required(PROVIDER, config, "from")?;
-    let optional = |field: &str| {
-        config
-            .get(field)
-            .and_then(Value::as_str)
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-    };
-    let token_header = credential_header(PROVIDER, "server_token", token)?;
-    let base = ctx.bases.postmark.trim_end_matches('/');
-    Ok(Arc::new(PostmarkProvider {
-        http: ctx.http.clone(),
-        email_url: format!("{base}/email"),
-        server_url: format!("{base}/server"),
-        token: token_header,
-        token_text: token.to_owned(),
-        from: from.to_owned(),
-        message_stream: optional("message_stream").unwrap_or_else(|| DEFAULT_STREAM.into()),
-        reply_to: optional("reply_to"),
-    }))
+impl PostmarkProvider {
+    /// The adapter of a typed configuration.
+    pub fn new(
+        config: PostmarkConfig,
+        ctx: &ProviderContext,
+    ) -> Result<PostmarkProvider, BuildError> {
+        let token = config.server_token.expose_secret().trim().to_owned();
+        let token_header = credential_header("server_token", &token)?;
+        let base = ctx.bases.postmark.trim_end_matches('/');
+        let optional =
+            |value: Option<String>| value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        Ok(PostmarkProvider {
+            http: ctx.http.clone(),
+            email_url: format!("{base}/email"),
+            server_url: format!("{base}/server"),
+            token: token_header,
+            token_text: token,
+            from: sender(&config.from)?,
+            message_stream: optional(config.message_stream)
+                .unwrap_or_else(|| DEFAULT_STREAM.into()),
+            reply_to: optional(config.reply_to),
+        })
+    }
 }
 
 /// The JSON body of `POST /email` (Postmark's PascalCase field names).
@@ -156,25 +145,16 @@ impl PostmarkProvider {
         })
     }
 
-    fn error_from(
-        &self,
-        status: StatusCode,
-        headers: &HeaderMap,
-        answer: &ApiAnswer,
-        content: Option<&Content>,
-    ) -> ProviderError {
-        let detail = answer.message.as_deref().unwrap_or_default();
-        let class = classify(status.as_u16(), answer.error_code, detail, headers);
-        let code = match answer.error_code {
+    fn classify(&self, answer: &Answer, content: Option<&Content>) -> ProviderError {
+        let status = answer.status;
+        let parsed: ApiAnswer = answer.json().unwrap_or_default();
+        let detail = parsed.message.as_deref().unwrap_or_default();
+        let class = classify(status.as_u16(), parsed.error_code, detail, &answer.headers);
+        let code = match parsed.error_code {
             Some(c) => c.to_string(),
             None => format!("http_{}", status.as_u16()),
         };
-        let mut scrub = vec![self.token_text.as_str()];
-        if let Some(c) = content {
-            scrub.extend(c.text.as_deref());
-            scrub.extend(c.html.as_deref());
-        }
-        let detail = sanitize(detail, &scrub);
+        let detail = scrub(detail, &[&self.token_text], &bodies(content));
         let mut text = format!("{PROVIDER}: error {code} (HTTP {})", status.as_u16());
         if !detail.is_empty() {
             text.push_str(": ");
@@ -231,25 +211,20 @@ fn about_sender(message: &str) -> bool {
 #[async_trait]
 impl Provider for PostmarkProvider {
     fn kind(&self) -> ProviderKind {
-        ProviderKind::Postmark
+        KIND
     }
 
     async fn send(&self, message: &OutboundMessage<'_>) -> Result<SendReceipt, ProviderError> {
         let body = self.request_body(message)?;
-        let response = self
+        let request = self
             .http
             .post(&self.email_url)
             .header(TOKEN_HEADER, self.token.clone())
             .header(ACCEPT, "application/json")
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| ProviderError::from_transport(PROVIDER, &e))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.bytes().await.unwrap_or_default();
-        let answer: ApiAnswer = serde_json::from_slice(&bytes).unwrap_or_default();
-        if status.is_success() && answer.error_code.unwrap_or(0) == 0 {
+            .json(&body);
+        let reply = http::call(PROVIDER, request).await?;
+        let answer: ApiAnswer = reply.json().unwrap_or_default();
+        if reply.is_success() && answer.error_code.unwrap_or(0) == 0 {
             if answer.message_id.is_none() {
                 tracing::warn!(message_id = %message.id, "postmark accepted the email without a MessageID");
             }
@@ -257,30 +232,24 @@ impl Provider for PostmarkProvider {
                 provider_message_id: answer.message_id.filter(|id| !id.trim().is_empty()),
             });
         }
-        Err(self.error_from(status, &headers, &answer, Some(message.content)))
+        Err(self.classify(&reply, Some(message.content)))
     }
 
     async fn check(&self) -> Result<CheckReport, ProviderError> {
-        let response = self
+        let request = self
             .http
             .get(&self.server_url)
             .header(TOKEN_HEADER, self.token.clone())
-            .header(ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|e| ProviderError::from_transport(PROVIDER, &e))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.bytes().await.unwrap_or_default();
-        if !status.is_success() {
-            let answer: ApiAnswer = serde_json::from_slice(&bytes).unwrap_or_default();
-            return Err(self.error_from(status, &headers, &answer, None));
+            .header(ACCEPT, "application/json");
+        let reply = http::call(PROVIDER, request).await?;
+        if !reply.is_success() {
+            return Err(self.classify(&reply, None));
         }
-        let server: ServerInfo = serde_json::from_slice(&bytes).map_err(|_| {
+        let server: ServerInfo = reply.json().ok_or_else(|| {
             ProviderError::transient("postmark: the server details could not be read")
                 .with_code("unreadable_response")
         })?;
-        let name = sanitize(server.name.as_deref().unwrap_or("unnamed"), &[]);
+        let name = scrub(server.name.as_deref().unwrap_or("unnamed"), &[], &[]);
         let id = server.id.map(|i| format!(" (id {i})")).unwrap_or_default();
         Ok(CheckReport {
             detail: format!(

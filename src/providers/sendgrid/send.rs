@@ -1,28 +1,23 @@
-//! The SendGrid adapter: sends email through `POST {base}/v3/mail/send` (v3 Mail Send, answered
-//! `202 Accepted` with the message id in `X-Message-Id`), checks credentials through
-//! `GET {base}/v3/scopes`, and classifies SendGrid's errors (`{"errors": [{field, message}]}`)
-//! into the delivery policy's classes.
-//!
-//! SendGrid has no idempotency key: a retry after a timeout can send twice. Our message id
-//! travels in `custom_args.message_id`, so SendGrid's event webhook can name it.
+//! Sending through SendGrid's v3 Mail Send and checking the key's scopes, and the
+//! classification of SendGrid's errors (`{"errors": [{field, message}]}`).
 
-pub mod webhook;
-
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::email_common::{credential_header, non_blank, reply_to, required, sanitize};
-use super::{
-    CheckReport, ErrorClass, OutboundMessage, Provider, ProviderContext, ProviderError,
-    ProviderKind, SendReceipt, factory::BuildError, retry_after_seconds,
-};
+use super::{KIND, SendgridConfig};
 use crate::domain::{Content, Recipient};
+use crate::providers::email_common::{bodies, credential_header, non_blank, reply_to, sender};
+use crate::providers::http::{self, Answer, retry_after_seconds};
+use crate::providers::scrub::scrub;
+use crate::providers::{
+    BuildError, CheckReport, ErrorClass, OutboundMessage, Provider, ProviderContext, ProviderError,
+    ProviderKind, SendReceipt,
+};
 
 const PROVIDER: &str = "sendgrid";
 /// Custom args per message we pass along (our `message_id` included).
@@ -53,28 +48,25 @@ impl std::fmt::Debug for SendgridProvider {
     }
 }
 
-/// Builds the adapter from its whole decrypted configuration (`api_key`, `from`, `reply_to?`).
-pub fn build(
-    config: &Map<String, Value>,
-    ctx: &ProviderContext,
-) -> Result<Arc<dyn Provider>, BuildError> {
-    let api_key = required(PROVIDER, config, "api_key")?;
-    let from = required(PROVIDER, config, "from")?;
-    let reply_to = config
-        .get("reply_to")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    let auth = credential_header(PROVIDER, "api_key", &format!("Bearer {api_key}"))?;
-    let base = ctx.bases.sendgrid.trim_end_matches('/');
-    Ok(Arc::new(SendgridProvider {
-        http: ctx.http.clone(),
-        send_url: format!("{base}/v3/mail/send"),
-        scopes_url: format!("{base}/v3/scopes"),
-        auth,
-        api_key: api_key.to_owned(),
-        from: Mailbox::parse(from),
-        reply_to,
-    }))
+impl SendgridProvider {
+    /// The adapter of a typed configuration.
+    pub fn new(
+        config: SendgridConfig,
+        ctx: &ProviderContext,
+    ) -> Result<SendgridProvider, BuildError> {
+        let api_key = config.api_key.expose_secret().trim().to_owned();
+        let auth = credential_header("api_key", &format!("Bearer {api_key}"))?;
+        let base = ctx.bases.sendgrid.trim_end_matches('/');
+        Ok(SendgridProvider {
+            http: ctx.http.clone(),
+            send_url: format!("{base}/v3/mail/send"),
+            scopes_url: format!("{base}/v3/scopes"),
+            auth,
+            api_key,
+            from: Mailbox::parse(&sender(&config.from)?),
+            reply_to: config.reply_to,
+        })
+    }
 }
 
 /// SendGrid's `{email, name?}` object, split from `Name <address>` or a bare address.
@@ -200,28 +192,21 @@ impl SendgridProvider {
         })
     }
 
-    fn error_from(
-        &self,
-        status: StatusCode,
-        headers: &HeaderMap,
-        body: &[u8],
-        content: Option<&Content>,
-    ) -> ProviderError {
-        let parsed: ErrorBody = serde_json::from_slice(body).unwrap_or_default();
-        let (class, code) = classify(status.as_u16(), retry_hint(headers), &parsed.errors);
-        let mut scrub = vec![self.api_key.as_str()];
-        if let Some(c) = content {
-            scrub.extend(c.text.as_deref());
-            scrub.extend(c.html.as_deref());
-        }
+    fn classify(&self, answer: &Answer, content: Option<&Content>) -> ProviderError {
+        let status = answer.status;
+        let parsed: ErrorBody = answer.json().unwrap_or_default();
+        let (class, code) = classify(status.as_u16(), retry_hint(&answer.headers), &parsed.errors);
+        let secrets = [self.api_key.as_str()];
+        let bodies = bodies(content);
+        let sanitize = |text: &str| scrub(text, &secrets, &bodies);
         let details: Vec<String> = parsed
             .errors
             .iter()
             .take(3)
             .map(|e| {
-                let message = sanitize(e.message.as_deref().unwrap_or_default(), &scrub);
+                let message = sanitize(e.message.as_deref().unwrap_or_default());
                 match e.field.as_deref().filter(|f| !f.is_empty()) {
-                    Some(field) => format!("{} ({})", message, sanitize(field, &scrub)),
+                    Some(field) => format!("{} ({})", message, sanitize(field)),
                     None => message,
                 }
             })
@@ -322,23 +307,20 @@ fn retry_hint(headers: &HeaderMap) -> Option<Duration> {
 #[async_trait]
 impl Provider for SendgridProvider {
     fn kind(&self) -> ProviderKind {
-        ProviderKind::Sendgrid
+        KIND
     }
 
     async fn send(&self, message: &OutboundMessage<'_>) -> Result<SendReceipt, ProviderError> {
         let body = self.request_body(message)?;
-        let response = self
+        let request = self
             .http
             .post(&self.send_url)
             .header(AUTHORIZATION, self.auth.clone())
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| ProviderError::from_transport(PROVIDER, &e))?;
-        let status = response.status();
-        if status.is_success() {
-            let id = response
-                .headers()
+            .json(&body);
+        let answer = http::call(PROVIDER, request).await?;
+        if answer.is_success() {
+            let id = answer
+                .headers
                 .get("x-message-id")
                 .and_then(|v| v.to_str().ok())
                 .map(str::trim)
@@ -351,26 +333,19 @@ impl Provider for SendgridProvider {
                 provider_message_id: id,
             });
         }
-        let headers = response.headers().clone();
-        let bytes = response.bytes().await.unwrap_or_default();
-        Err(self.error_from(status, &headers, &bytes, Some(message.content)))
+        Err(self.classify(&answer, Some(message.content)))
     }
 
     async fn check(&self) -> Result<CheckReport, ProviderError> {
-        let response = self
+        let request = self
             .http
             .get(&self.scopes_url)
-            .header(AUTHORIZATION, self.auth.clone())
-            .send()
-            .await
-            .map_err(|e| ProviderError::from_transport(PROVIDER, &e))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.bytes().await.unwrap_or_default();
-        if !status.is_success() {
-            return Err(self.error_from(status, &headers, &bytes, None));
+            .header(AUTHORIZATION, self.auth.clone());
+        let answer = http::call(PROVIDER, request).await?;
+        if !answer.is_success() {
+            return Err(self.classify(&answer, None));
         }
-        let scopes: ScopesResponse = serde_json::from_slice(&bytes).map_err(|_| {
+        let scopes: ScopesResponse = answer.json().ok_or_else(|| {
             ProviderError::transient("sendgrid: the scope list could not be read")
                 .with_code("unreadable_response")
         })?;

@@ -1,30 +1,24 @@
-//! The Mailgun adapter: sends email through `POST {base}/v3/{domain}/messages` (form fields,
-//! HTTP Basic `api:<key>`), on the US or EU API base by `config.region`, checks the key and the
-//! sending domain through `GET {base}/v3/domains/{domain}`, and classifies Mailgun's errors
-//! (`{"message": …}`, or a bare `Forbidden` for a bad key) into the delivery policy's classes.
-//!
-//! Mailgun has no idempotency key: a retry after a timeout can send twice. Our message id
-//! travels as the user variable `v:message_id`, which Mailgun echoes in its webhooks.
-
-pub mod webhook;
-
-use std::sync::Arc;
+//! Sending through Mailgun and checking the key and sending domain, and the classification
+//! of Mailgun's errors (`{"message": …}`, or a bare `Forbidden` for a bad key).
 
 use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use reqwest::StatusCode;
-use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+use reqwest::header::{AUTHORIZATION, HeaderValue};
+use secrecy::ExposeSecret;
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use url::Url;
 
-use super::email_common::{credential_header, non_blank, reply_to, required, sanitize};
-use super::{
-    CheckReport, ErrorClass, OutboundMessage, Provider, ProviderContext, ProviderError,
-    ProviderKind, SendReceipt, factory::BuildError, retry_after_seconds,
-};
+use super::{KIND, MailgunConfig, Region};
 use crate::domain::{Content, Recipient};
+use crate::providers::email_common::{bodies, credential_header, non_blank, reply_to, sender};
+use crate::providers::http::{self, Answer};
+use crate::providers::scrub::scrub;
+use crate::providers::{
+    BuildError, CheckReport, ErrorClass, OutboundMessage, Provider, ProviderContext, ProviderError,
+    ProviderKind, SendReceipt,
+};
 
 const PROVIDER: &str = "mailgun";
 /// User variables per message we pass along (our `message_id` included).
@@ -54,43 +48,39 @@ impl std::fmt::Debug for MailgunProvider {
     }
 }
 
-/// Builds the adapter from its whole decrypted configuration (`api_key`, `domain`, `from`,
-/// `region?` (`us` default, `eu` uses the EU API base), `reply_to?`).
-pub fn build(
-    config: &Map<String, Value>,
-    ctx: &ProviderContext,
-) -> Result<Arc<dyn Provider>, BuildError> {
-    let api_key = required(PROVIDER, config, "api_key")?;
-    let domain = required(PROVIDER, config, "domain")?.trim();
-    let from = required(PROVIDER, config, "from")?;
-    let reply_to = config
-        .get("reply_to")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    let base = match config.get("region").and_then(Value::as_str) {
-        Some("eu") => &ctx.bases.mailgun_eu,
-        _ => &ctx.bases.mailgun,
-    };
-    let credentials = STANDARD.encode(format!("api:{api_key}"));
-    let auth = credential_header(PROVIDER, "api_key", &format!("Basic {credentials}"))?;
-    Ok(Arc::new(MailgunProvider {
-        http: ctx.http.clone(),
-        messages_url: endpoint(base, &["v3", domain, "messages"])?,
-        domain_url: endpoint(base, &["v3", "domains", domain])?,
-        domain: domain.to_owned(),
-        auth,
-        api_key: api_key.to_owned(),
-        from: from.to_owned(),
-        reply_to,
-    }))
+impl MailgunProvider {
+    /// The adapter of a typed configuration, on the US or EU API base by `region`.
+    pub fn new(
+        config: MailgunConfig,
+        ctx: &ProviderContext,
+    ) -> Result<MailgunProvider, BuildError> {
+        let api_key = config.api_key.expose_secret().trim().to_owned();
+        let domain = config.domain.trim().to_owned();
+        let base = match config.region {
+            Some(Region::Eu) => &ctx.bases.mailgun_eu,
+            Some(Region::Us) | None => &ctx.bases.mailgun,
+        };
+        let credentials = STANDARD.encode(format!("api:{api_key}"));
+        let auth = credential_header("api_key", &format!("Basic {credentials}"))?;
+        Ok(MailgunProvider {
+            http: ctx.http.clone(),
+            messages_url: endpoint(base, &["v3", &domain, "messages"])?,
+            domain_url: endpoint(base, &["v3", "domains", &domain])?,
+            domain,
+            auth,
+            api_key,
+            from: sender(&config.from)?,
+            reply_to: config.reply_to,
+        })
+    }
 }
 
 /// `base` plus path segments, each percent-encoded (the domain is tenant-supplied).
 fn endpoint(base: &str, segments: &[&str]) -> Result<String, BuildError> {
     let mut url = Url::parse(base)
-        .map_err(|_| BuildError("mailgun: the operator's API base is not a URL".into()))?;
+        .map_err(|_| BuildError::whole("mailgun: the operator's API base is not a URL"))?;
     url.path_segments_mut()
-        .map_err(|_| BuildError("mailgun: the operator's API base cannot take a path".into()))?
+        .map_err(|_| BuildError::whole("mailgun: the operator's API base cannot take a path"))?
         .pop_if_empty()
         .extend(segments);
     Ok(url.into())
@@ -156,26 +146,15 @@ impl MailgunProvider {
         Ok(form)
     }
 
-    fn error_from(
-        &self,
-        status: StatusCode,
-        headers: &HeaderMap,
-        body: &[u8],
-        content: Option<&Content>,
-    ) -> ProviderError {
+    fn classify(&self, answer: &Answer, content: Option<&Content>) -> ProviderError {
+        let status = answer.status;
         // Mailgun answers JSON `{"message": …}`, except for a bad key (plain `Forbidden`).
-        let detail = match serde_json::from_slice::<ErrorAnswer>(body) {
-            Ok(answer) => answer.message.unwrap_or_default(),
-            Err(_) => String::from_utf8_lossy(body).into_owned(),
+        let detail = match answer.json::<ErrorAnswer>() {
+            Some(parsed) => parsed.message.unwrap_or_default(),
+            None => String::from_utf8_lossy(&answer.body).into_owned(),
         };
-        let retry_after = retry_after_seconds(headers);
-        let (class, code) = classify(status.as_u16(), &detail, retry_after);
-        let mut scrub = vec![self.api_key.as_str()];
-        if let Some(c) = content {
-            scrub.extend(c.text.as_deref());
-            scrub.extend(c.html.as_deref());
-        }
-        let detail = sanitize(&detail, &scrub);
+        let (class, code) = classify(status.as_u16(), &detail, answer.retry_after());
+        let detail = scrub(&detail, &[&self.api_key], &bodies(content));
         let mut text = format!("{PROVIDER}: {code} (HTTP {})", status.as_u16());
         if !detail.is_empty() {
             text.push_str(": ");
@@ -245,24 +224,21 @@ fn about_to_parameter(m: &str) -> bool {
 #[async_trait]
 impl Provider for MailgunProvider {
     fn kind(&self) -> ProviderKind {
-        ProviderKind::Mailgun
+        KIND
     }
 
     async fn send(&self, message: &OutboundMessage<'_>) -> Result<SendReceipt, ProviderError> {
         let form = self.form(message)?;
-        let response = self
+        let request = self
             .http
             .post(&self.messages_url)
             .header(AUTHORIZATION, self.auth.clone())
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| ProviderError::from_transport(PROVIDER, &e))?;
-        let status = response.status();
-        if status.is_success() {
+            .form(&form);
+        let reply = http::call(PROVIDER, request).await?;
+        if reply.is_success() {
             // Mailgun's id is `<…@domain>`; webhooks name the message without the brackets.
-            let id = match response.json::<SendAnswer>().await {
-                Ok(answer) => answer
+            let id = match reply.json::<SendAnswer>() {
+                Some(answer) => answer
                     .id
                     .map(|id| {
                         id.trim()
@@ -271,7 +247,7 @@ impl Provider for MailgunProvider {
                             .to_owned()
                     })
                     .filter(|id| !id.is_empty()),
-                Err(_) => None,
+                None => None,
             };
             if id.is_none() {
                 tracing::warn!(message_id = %message.id, "mailgun accepted the email but its answer carried no id");
@@ -280,30 +256,23 @@ impl Provider for MailgunProvider {
                 provider_message_id: id,
             });
         }
-        let headers = response.headers().clone();
-        let bytes = response.bytes().await.unwrap_or_default();
-        Err(self.error_from(status, &headers, &bytes, Some(message.content)))
+        Err(self.classify(&reply, Some(message.content)))
     }
 
     async fn check(&self) -> Result<CheckReport, ProviderError> {
-        let response = self
+        let request = self
             .http
             .get(&self.domain_url)
-            .header(AUTHORIZATION, self.auth.clone())
-            .send()
-            .await
-            .map_err(|e| ProviderError::from_transport(PROVIDER, &e))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.bytes().await.unwrap_or_default();
-        if !status.is_success() {
-            return Err(self.error_from(status, &headers, &bytes, None));
+            .header(AUTHORIZATION, self.auth.clone());
+        let reply = http::call(PROVIDER, request).await?;
+        if !reply.is_success() {
+            return Err(self.classify(&reply, None));
         }
-        let answer: DomainAnswer = serde_json::from_slice(&bytes).map_err(|_| {
+        let answer: DomainAnswer = reply.json().ok_or_else(|| {
             ProviderError::transient("mailgun: the domain details could not be read")
                 .with_code("unreadable_response")
         })?;
-        let domain = sanitize(&self.domain, &[]);
+        let domain = scrub(&self.domain, &[], &[]);
         match answer.domain.and_then(|d| d.state).as_deref() {
             Some("active") => Ok(CheckReport {
                 detail: format!("API key accepted; domain {domain} is active"),
@@ -314,7 +283,7 @@ impl Provider for MailgunProvider {
             .with_code("domain_unverified")),
             other => Err(ProviderError::provider(format!(
                 "mailgun: domain {domain} cannot send (state {})",
-                sanitize(other.unwrap_or("unknown"), &[])
+                scrub(other.unwrap_or("unknown"), &[], &[])
             ))
             .with_code("domain_inactive")),
         }

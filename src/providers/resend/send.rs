@@ -1,30 +1,24 @@
-//! The Resend adapter: sends email through `POST {base}/emails`, checks credentials through
-//! `GET {base}/domains`, and classifies Resend's documented errors (`{statusCode, message,
-//! name}`) into the delivery policy's classes. Webhook signature checks and event parsing live
-//! in `resend/webhook.rs` and are re-exported here.
-//!
-//! Every send carries `Idempotency-Key: <our message id>`: Resend keeps the key for 24 hours, so
-//! a retry after a timeout returns the first answer instead of sending the email twice.
+//! Sending through Resend and checking its credentials, and the classification of Resend's
+//! documented errors (`{statusCode, message, name}`).
 
-mod webhook;
-
-pub use webhook::{event_receipt, parse_event, verify_webhook};
-
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, HeaderValue};
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::email_common::{credential_header, non_blank, reply_to, required, sanitize};
-use super::{
-    CheckReport, ErrorClass, OutboundMessage, Provider, ProviderContext, ProviderError,
-    ProviderKind, SendReceipt, factory::BuildError, retry_after_seconds,
-};
+use super::{KIND, ResendConfig};
 use crate::domain::{Content, Recipient};
+use crate::providers::email_common::{bodies, credential_header, non_blank, reply_to, sender};
+use crate::providers::http::{self, Answer};
+use crate::providers::scrub::scrub;
+use crate::providers::{
+    BuildError, CheckReport, ErrorClass, OutboundMessage, Provider, ProviderContext, ProviderError,
+    ProviderKind, SendReceipt,
+};
 
 const PROVIDER: &str = "resend";
 /// Tags per message we pass along (our `message_id` tag included).
@@ -52,29 +46,22 @@ impl std::fmt::Debug for ResendProvider {
     }
 }
 
-/// Builds the adapter from its whole decrypted configuration (`api_key`, `from`, `reply_to?`,
-/// `webhook_secret?`; the secret is used by [`verify_webhook`], not here).
-pub fn build(
-    config: &Map<String, Value>,
-    ctx: &ProviderContext,
-) -> Result<Arc<dyn Provider>, BuildError> {
-    let api_key = required(PROVIDER, config, "api_key")?;
-    let from = required(PROVIDER, config, "from")?;
-    let reply_to = config
-        .get("reply_to")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    let auth = credential_header(PROVIDER, "api_key", &format!("Bearer {api_key}"))?;
-    let base = ctx.bases.resend.trim_end_matches('/');
-    Ok(Arc::new(ResendProvider {
-        http: ctx.http.clone(),
-        emails_url: format!("{base}/emails"),
-        domains_url: format!("{base}/domains"),
-        auth,
-        api_key: api_key.to_owned(),
-        from: from.to_owned(),
-        reply_to,
-    }))
+impl ResendProvider {
+    /// The adapter of a typed configuration.
+    pub fn new(config: ResendConfig, ctx: &ProviderContext) -> Result<ResendProvider, BuildError> {
+        let api_key = config.api_key.expose_secret().trim().to_owned();
+        let auth = credential_header("api_key", &format!("Bearer {api_key}"))?;
+        let base = ctx.bases.resend.trim_end_matches('/');
+        Ok(ResendProvider {
+            http: ctx.http.clone(),
+            emails_url: format!("{base}/emails"),
+            domains_url: format!("{base}/domains"),
+            auth,
+            api_key,
+            from: sender(&config.from)?,
+            reply_to: config.reply_to,
+        })
+    }
 }
 
 /// The JSON body of `POST /emails` (field names from Resend's OpenAPI `SendEmailRequest`).
@@ -162,14 +149,10 @@ impl ResendProvider {
     }
 
     /// Turns a non-2xx answer into a classified error whose message is safe to store.
-    fn error_from(
-        &self,
-        status: StatusCode,
-        retry_after: Option<Duration>,
-        body: &[u8],
-        content: Option<&Content>,
-    ) -> ProviderError {
-        let parsed: ErrorBody = serde_json::from_slice(body).unwrap_or_default();
+    fn classify(&self, answer: &Answer, content: Option<&Content>) -> ProviderError {
+        let status = answer.status;
+        let retry_after = answer.retry_after();
+        let parsed: ErrorBody = answer.json().unwrap_or_default();
         let name = parsed.name.as_deref().unwrap_or_default();
         let detail = parsed.message.as_deref().unwrap_or_default();
         let class = classify(status.as_u16(), name, detail, retry_after);
@@ -178,12 +161,7 @@ impl ResendProvider {
         } else {
             name.to_owned()
         };
-        let mut scrub = vec![self.api_key.as_str()];
-        if let Some(c) = content {
-            scrub.extend(c.text.as_deref());
-            scrub.extend(c.html.as_deref());
-        }
-        let detail = sanitize(detail, &scrub);
+        let detail = scrub(detail, &[&self.api_key], &bodies(content));
         let message = if detail.is_empty() {
             format!("{PROVIDER}: {code} (HTTP {})", status.as_u16())
         } else {
@@ -257,26 +235,23 @@ impl Provider for ResendProvider {
     }
 
     fn kind(&self) -> ProviderKind {
-        ProviderKind::Resend
+        KIND
     }
 
     async fn send(&self, message: &OutboundMessage<'_>) -> Result<SendReceipt, ProviderError> {
         let body = self.request_body(message)?;
-        let response = self
+        let request = self
             .http
             .post(&self.emails_url)
             .header(AUTHORIZATION, self.auth.clone())
             .header("Idempotency-Key", message.id.to_string())
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| ProviderError::from_transport(PROVIDER, &e))?;
-        let status = response.status();
-        if status.is_success() {
+            .json(&body);
+        let answer = http::call(PROVIDER, request).await?;
+        if answer.is_success() {
             // Resend accepted the email: an unreadable body must not turn into a retry.
-            let id = match response.json::<SendEmailResponse>().await {
-                Ok(r) => r.id,
-                Err(_) => {
+            let id = match answer.json::<SendEmailResponse>() {
+                Some(r) => r.id,
+                None => {
                     tracing::warn!(message_id = %message.id, "resend accepted the email but its answer carried no id");
                     None
                 }
@@ -285,25 +260,18 @@ impl Provider for ResendProvider {
                 provider_message_id: id,
             });
         }
-        let retry_after = retry_after_seconds(response.headers());
-        let bytes = response.bytes().await.unwrap_or_default();
-        Err(self.error_from(status, retry_after, &bytes, Some(message.content)))
+        Err(self.classify(&answer, Some(message.content)))
     }
 
     async fn check(&self) -> Result<CheckReport, ProviderError> {
-        let response = self
+        let request = self
             .http
             .get(&self.domains_url)
-            .header(AUTHORIZATION, self.auth.clone())
-            .send()
-            .await
-            .map_err(|e| ProviderError::from_transport(PROVIDER, &e))?;
-        let status = response.status();
-        let retry_after = retry_after_seconds(response.headers());
-        let bytes = response.bytes().await.unwrap_or_default();
-        if !status.is_success() {
-            let parsed: ErrorBody = serde_json::from_slice(&bytes).unwrap_or_default();
-            if status == StatusCode::UNAUTHORIZED
+            .header(AUTHORIZATION, self.auth.clone());
+        let answer = http::call(PROVIDER, request).await?;
+        if !answer.is_success() {
+            let parsed: ErrorBody = answer.json().unwrap_or_default();
+            if answer.status == StatusCode::UNAUTHORIZED
                 && parsed.name.as_deref() == Some("restricted_api_key")
             {
                 // A sending-only key cannot list domains, and that is the key tenants should use.
@@ -311,9 +279,9 @@ impl Provider for ResendProvider {
                     detail: "API key accepted (restricted to sending, domains not listed)".into(),
                 });
             }
-            return Err(self.error_from(status, retry_after, &bytes, None));
+            return Err(self.classify(&answer, None));
         }
-        let list: ListDomainsResponse = serde_json::from_slice(&bytes).map_err(|_| {
+        let list: ListDomainsResponse = answer.json().ok_or_else(|| {
             ProviderError::transient("resend: the domain list could not be read")
                 .with_code("unreadable_response")
         })?;
@@ -331,7 +299,7 @@ impl Provider for ResendProvider {
                 let state = d.status.as_deref().unwrap_or("unknown");
                 Err(ProviderError::provider(format!(
                     "resend: sender domain {sender_domain} is not verified (status {})",
-                    sanitize(state, &[])
+                    scrub(state, &[], &[])
                 ))
                 .with_code("domain_not_verified"))
             }
@@ -423,11 +391,5 @@ mod tests {
             "Invalid `from` field. The email address needs to follow the `email@example.com` format."
         ));
         assert!(!mentions_to_field("Invalid `reply_to` field."));
-    }
-
-    #[test]
-    fn sanitizing_removes_secrets_and_control_characters() {
-        let s = sanitize("key re_secret_123 is bad\r\nreally", &["re_secret_123"]);
-        assert_eq!(s, "key [redacted] is bad  really");
     }
 }
