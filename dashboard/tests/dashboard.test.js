@@ -171,9 +171,9 @@ describe('the tenant dashboard', { timeout: 10 * 60_000 }, () => {
     await dialog.getByText(/leave blank to keep/i).first().waitFor();
     const from = dialog.getByLabel(fieldLabel('resend', 'from'), { exact: false });
     await from.fill(`Shop Team <team@${stack.senderDomain}>`);
+    const before = stack.resend.requests.length;
     await dialog.getByRole('button', { name: 'Save and test' }).click();
     await dialog.waitFor({ state: 'detached' });
-    const before = stack.resend.requests.length;
     await providerRow('resend-main').getByText('Connected').waitFor();
     await waitFor('a new check at Resend', async () => stack.resend.requests.length > before, TIMEOUT);
     const last = stack.resend.requests.filter((r) => r.url.startsWith('/domains')).pop();
