@@ -1,6 +1,6 @@
 // Only for working on the page before the server serves it (DASHBOARD_DEV_PROXY=1): serves
 // dist/ under /dashboard/ with the intake's Content-Security-Policy and passes /v1 to the
-// binary; answers GET /v1/provider-kinds from a fixture when the binary does not know it yet.
+// binary.
 // The real suite (npm test without that variable) runs against the binary alone.
 import http from 'node:http';
 import { readFile } from 'node:fs/promises';
@@ -9,31 +9,6 @@ import path from 'node:path';
 const CSP =
   "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.svg': 'image/svg+xml' };
-
-const KINDS_FIXTURE = {
-  items: [
-    {
-      kind: 'resend',
-      label: 'Resend',
-      description: 'Email through Resend’s API.',
-      channels: ['email'],
-      receipts: true,
-      fields: [
-        { name: 'api_key', label: 'API key', type: 'secret', required: true, help: 'A sending key from Resend.', example: 're_123…' },
-        { name: 'from', label: 'From address', type: 'text', required: true, help: 'On a verified domain.', example: 'Shop <hello@shop.example>' },
-        { name: 'webhook_secret', label: 'Webhook signing secret', type: 'secret', required: false, help: 'Verifies delivery receipts.', example: 'whsec_…' },
-      ],
-    },
-    {
-      kind: 'system',
-      label: 'Console (test)',
-      description: 'Pretends to deliver; for trying things out.',
-      channels: ['email', 'sms'],
-      receipts: false,
-      fields: [{ name: 'behavior', label: 'Behaviour', type: 'select', required: true, options: ['deliver', 'fail_transient', 'fail_permanent'] }],
-    },
-  ],
-};
 
 export async function startDevProxy(upstream, distDir) {
   const server = http.createServer(async (req, res) => {
@@ -48,10 +23,6 @@ export async function startDevProxy(upstream, distDir) {
         headers,
         body: chunks.length ? Buffer.concat(chunks) : undefined,
       });
-      if (r.status === 404 && url.pathname === '/v1/provider-kinds') {
-        res.writeHead(200, { 'Content-Type': 'application/json' });
-        return res.end(JSON.stringify(KINDS_FIXTURE));
-      }
       const body = Buffer.from(await r.arrayBuffer());
       const out = {};
       r.headers.forEach((v, k) => {

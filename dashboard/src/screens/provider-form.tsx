@@ -263,7 +263,7 @@ function KindForm(props: Props & { kind: ProviderKind; onBack?: () => void }) {
           );
         }
         const value = typeof values[f.name] === 'string' ? (values[f.name] as string) : '';
-        const example = f.example !== undefined && f.example !== null ? String(f.example) : undefined;
+        const example = f.example !== undefined && f.example !== null && f.example !== '' ? `e.g. ${String(f.example)}` : undefined;
         let input;
         if (f.type === 'select') {
           input = (
