@@ -59,7 +59,7 @@ export function ApiKeysScreen() {
                   <tr key={k.id}>
                     <td>
                       {k.name ?? <span class="muted">(no name)</span>}
-                      {mine ? <span class="badge tone-neutral"> this browser</span> : null}
+                      {mine ? <span class="badge tone-neutral badge-gap">this browser</span> : null}
                     </td>
                     <td class="mono">{k.prefix}…</td>
                     <td class="hide-narrow">{formatTime(k.created_at)}</td>

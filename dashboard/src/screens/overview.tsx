@@ -131,6 +131,7 @@ function SendsChart(props: { buckets: StatsBucket[] }) {
       data: props.buckets.map((b) => outcomeCount(b, o.statuses)),
       backgroundColor: cssColor(o.color),
       stack: 'outcomes',
+      maxBarThickness: 56,
     })).filter((d) => d.data.some((n) => n > 0));
     void loadChart().then((Chart) => {
       if (cancelled || !canvas.current) return;
