@@ -78,7 +78,7 @@ describe('the tenant dashboard', { timeout: 10 * 60_000 }, () => {
     page = await context.newPage();
     page.setDefaultTimeout(TIMEOUT);
     page.on('response', (r) => {
-      if (!r.url().startsWith(stack.pageBase)) return;
+      if (!r.url().startsWith(stack.baseUrl)) return;
       pendingBodies.push(
         r.text().then(
           (body) => responses.push({ url: r.url(), body }),
@@ -99,11 +99,10 @@ describe('the tenant dashboard', { timeout: 10 * 60_000 }, () => {
   test('signing in: a wrong key says so, the right one opens the overview', async () => {
     const first = await page.goto(stack.dashboardUrl);
     assert.equal(first.status(), 200);
-    if (process.env.DASHBOARD_DEV_PROXY !== '1') {
-      const csp = first.headers()['content-security-policy'] ?? '';
-      assert.match(csp, /script-src 'self'/);
-      assert.match(csp, /style-src 'self'/);
-    }
+    const csp = first.headers()['content-security-policy'] ?? '';
+    assert.match(csp, /script-src 'self'/, 'the page is served with a strict Content-Security-Policy');
+    assert.match(csp, /style-src 'self'/);
+    assert.ok(!(await page.content()).includes('not built'), 'the binary serves the built dashboard');
     await page.getByRole('heading', { name: 'Sign in' }).waitFor();
     await shot('sign-in');
     await page.getByLabel('API key').fill('lsc_this_key_does_not_exist_0000000000');

@@ -178,17 +178,9 @@ export async function startStack() {
     });
 
     mkdirSync(screenshotDir, { recursive: true });
-    let pageBase = baseUrl;
-    if (process.env.DASHBOARD_DEV_PROXY === '1') {
-      const { startDevProxy } = await import('./dev-proxy.js');
-      const proxy = await startDevProxy(baseUrl, path.join(dashboardDir, 'dist'));
-      cleanups.push(() => proxy.close());
-      pageBase = proxy.url;
-    }
     return {
       baseUrl,
-      pageBase,
-      dashboardUrl: `${pageBase}/dashboard/`,
+      dashboardUrl: `${baseUrl}/dashboard/`,
       apiKey,
       resend,
       resendKeys: { good: goodKey, otherGood: otherGoodKey, bad: badKey },
