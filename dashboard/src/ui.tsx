@@ -103,6 +103,26 @@ export function StatusBadge(props: { status: MessageStatus | string }) {
   return <span class={`badge tone-${statusTone(props.status)}`}>{label}</span>;
 }
 
+/**
+ * The control that was last clicked (or pressed with Enter/Space, which also clicks): the
+ * opener a dialog returns focus to, even where a click does not focus the button itself.
+ */
+let lastActivated: HTMLElement | null = null;
+document.addEventListener(
+  'click',
+  (e) => {
+    const target = e.target instanceof Element ? e.target.closest<HTMLElement>('button, a[href], [tabindex]') : null;
+    if (target) lastActivated = target;
+  },
+  true,
+);
+
+function openerOf(): HTMLElement | null {
+  const active = document.activeElement as HTMLElement | null;
+  if (active && active !== document.body && !active.closest('[role="dialog"], [role="alertdialog"]')) return active;
+  return lastActivated;
+}
+
 const FOCUSABLE =
   'a[href], button:not([disabled]), input:not([disabled]), select:not([disabled]), textarea:not([disabled]), [tabindex]:not([tabindex="-1"])';
 
@@ -122,7 +142,7 @@ export function Modal(props: {
   const onClose = useRef(props.onClose);
   onClose.current = props.onClose;
   // Captured while rendering, before anything inside the dialog can take the focus.
-  const [opener] = useState(() => document.activeElement as HTMLElement | null);
+  const [opener] = useState(openerOf);
   useEffect(() => {
     const dialog = ref.current;
     const first = dialog?.querySelector<HTMLElement>('[data-autofocus]') ?? dialog?.querySelector<HTMLElement>(FOCUSABLE);

@@ -228,6 +228,10 @@ describe('the tenant dashboard', { timeout: 10 * 60_000 }, () => {
     await page.getByText('"order": "<b>A-1</b>"').waitFor();
     assert.equal(await page.locator('main b, main img').count(), 0, 'no element was made from the metadata');
     await shot('message');
+    // An API error shows the problem's detail and a way to retry, never a blank page.
+    await page.goto(`${stack.dashboardUrl}#/messages/00000000-0000-4000-8000-000000000000`);
+    await page.getByRole('alert').getByText('message not found').waitFor();
+    await page.getByRole('alert').getByRole('button', { name: 'Retry' }).waitFor();
     await assertNoSecretLeaked('message log');
   });
 
