@@ -27,6 +27,8 @@ const CHROMIUM_ARGS = [
   '--disable-component-update',
   '--disable-sync',
   '--no-first-run',
+  // Containers often have a small /dev/shm; Chromium then crashes on bigger pages.
+  '--disable-dev-shm-usage',
 ];
 
 export const TENANT = 'acme-shop';
