@@ -187,3 +187,59 @@ pub async fn purge_dead_queue(amqp_url: &str, queue: &str) -> Result<u32, lapin:
     let _ = conn.close(200, "done".into()).await;
     purged
 }
+
+// ---------------------------------------------------------------------------------------------
+// `communication dlq list|replay`: what an operator at a terminal reads. Never the content.
+
+/// `dlq list`: a table, newest first.
+pub fn render_table(rows: &[dead_letters::DeadLetterRow]) -> String {
+    let mut out = format!(
+        "{:<8} {:<20} {:<16} {:<36} {:<7} {:<20} REASON\n",
+        "ID", "CREATED", "TENANT", "MESSAGE", "CHANNEL", "REPLAYED"
+    );
+    for r in rows {
+        let replayed = match (r.replayed_at, r.replayable) {
+            (Some(at), _) => at.format("%Y-%m-%d %H:%M:%S").to_string(),
+            (None, true) => "no".into(),
+            (None, false) => "not replayable".into(),
+        };
+        out.push_str(&format!(
+            "{:<8} {:<20} {:<16} {:<36} {:<7} {:<20} {}\n",
+            r.id,
+            r.created_at.format("%Y-%m-%d %H:%M:%S"),
+            r.tenant_id.as_deref().unwrap_or("-"),
+            r.message_id.map(|m| m.to_string()).unwrap_or("-".into()),
+            r.channel.as_deref().unwrap_or("-"),
+            replayed,
+            r.reason
+        ));
+    }
+    out
+}
+
+/// `dlq replay`: replays each of `ids` in turn, printing one line per dead letter (and a
+/// summary line when `summary`). Fails, after trying them all, if any was not replayed.
+pub async fn replay_and_report(
+    pool: &PgPool,
+    keyring: &Keyring,
+    publisher: &Arc<Publisher>,
+    ids: &[i64],
+    tenant: Option<&str>,
+    summary: bool,
+) -> anyhow::Result<()> {
+    let mut refused = 0;
+    for id in ids {
+        let outcome = replay(pool, keyring, publisher, *id, tenant, "cli").await?;
+        if !outcome.is_replayed() {
+            refused += 1;
+        }
+        println!("dead letter {id}: {}", outcome.describe());
+    }
+    if summary {
+        println!("{} replayed, {refused} not", ids.len() - refused);
+    }
+    if refused > 0 {
+        anyhow::bail!("{refused} of {} dead letters were not replayed", ids.len());
+    }
+    Ok(())
+}

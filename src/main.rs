@@ -8,8 +8,10 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+use chrono::{DateTime, Utc};
 use communication::config::Config;
-use communication::{intake, store, telemetry, worker};
+use communication::domain::TenantId;
+use communication::{dlq, intake, store, telemetry, worker};
 
 #[derive(Parser)]
 #[command(name = "communication", version, about = "Email and SMS delivery edge")]
@@ -53,12 +55,12 @@ enum Command {
 enum DlqAction {
     /// List dead letters, newest first (never their content).
     List {
-        #[arg(long)]
-        tenant: Option<String>,
+        #[arg(long, value_parser = tenant_arg)]
+        tenant: Option<TenantId>,
         /// Only those recorded at or after this RFC 3339 time.
-        #[arg(long)]
-        since: Option<String>,
-        #[arg(long, default_value_t = 50)]
+        #[arg(long, value_parser = time_arg)]
+        since: Option<DateTime<Utc>>,
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=10_000))]
         limit: i64,
         /// Only those not replayed yet.
         #[arg(long)]
@@ -77,8 +79,8 @@ enum DlqAction {
         #[arg(long)]
         all: bool,
         /// Only this tenant's dead letters.
-        #[arg(long)]
-        tenant: Option<String>,
+        #[arg(long, value_parser = tenant_arg)]
+        tenant: Option<TenantId>,
     },
     /// Empty the {ns}.dead queue (the broker-side copies; the table is kept).
     #[command(name = "purge-queue")]
@@ -89,8 +91,8 @@ enum DlqAction {
 enum ApiKeyAction {
     /// Create an API key for a tenant; the key is printed once.
     Create {
-        #[arg(long)]
-        tenant: String,
+        #[arg(long, value_parser = tenant_arg)]
+        tenant: TenantId,
         #[arg(long)]
         name: Option<String>,
     },
@@ -103,6 +105,16 @@ enum KeysAction {
     /// Re-encrypt every provider secret under ENCRYPTION_SECRET (old keys must still be in
     /// ENCRYPTION_SECRET_PREVIOUS).
     Rotate,
+}
+
+fn tenant_arg(s: &str) -> Result<TenantId, String> {
+    TenantId::parse(s)
+}
+
+fn time_arg(s: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| "must be an RFC 3339 time".into())
 }
 
 fn shutdown_signal() -> CancellationToken {
@@ -180,26 +192,26 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     let _ = telemetry::metrics_handle();
     match command {
         Command::Migrate => {
-            let pool = store::connect(&config.database_url, 2).await?;
+            let pool = store::connect(&config.database.url, 2).await?;
             store::migrate(&pool).await?;
             println!("migrations applied");
         }
         Command::Serve => {
-            let pool = store::connect_lazy(&config.database_url, config.db_pool_size)?;
+            let pool = store::connect_lazy(&config.database.url, config.database.pool_size)?;
             let state = Arc::new(intake::AppState::new(&config, pool)?);
-            let listener = tokio::net::TcpListener::bind(config.listen_addr).await?;
+            let listener = tokio::net::TcpListener::bind(config.intake.listen_addr).await?;
             intake::serve(listener, state, shutdown_signal()).await?;
         }
         Command::Worker => {
-            let pool = store::connect_lazy(&config.database_url, config.db_pool_size)?;
+            let pool = store::connect_lazy(&config.database.url, config.database.pool_size)?;
             worker::run(&config, pool, shutdown_signal()).await?;
         }
         Command::All => {
-            let pool = store::connect(&config.database_url, config.db_pool_size).await?;
+            let pool = store::connect(&config.database.url, config.database.pool_size).await?;
             store::migrate(&pool).await?;
             let shutdown = shutdown_signal();
             let state = Arc::new(intake::AppState::new(&config, pool.clone())?);
-            let listener = tokio::net::TcpListener::bind(config.listen_addr).await?;
+            let listener = tokio::net::TcpListener::bind(config.intake.listen_addr).await?;
             let intake_task = tokio::spawn(intake::serve(listener, state, shutdown.clone()));
             let worker_result = worker::run(&config, pool, shutdown.clone()).await;
             shutdown.cancel();
@@ -209,26 +221,15 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::ApiKey {
             action: ApiKeyAction::Create { tenant, name },
         } => {
-            let tenant = communication::domain::TenantId::parse(&tenant)
-                .map_err(|m| anyhow::anyhow!("--tenant {m}"))?;
-            let pool = store::connect(&config.database_url, 2).await?;
-            let key = intake::auth::generate_api_key();
-            store::api_keys::insert_api_key(
-                &pool,
-                uuid::Uuid::new_v4(),
-                tenant.as_str(),
-                name.as_deref(),
-                &key.prefix,
-                &key.hash,
-            )
-            .await?;
-            println!("{}", key.key);
+            let pool = store::connect(&config.database.url, 2).await?;
+            let issued = intake::api_keys::issue(&pool, &tenant, name.as_deref()).await?;
+            println!("{}", issued.key);
             eprintln!("API key for tenant {tenant} created; it is shown only once.");
         }
         Command::Keys {
             action: KeysAction::Rotate,
         } => {
-            let pool = store::connect(&config.database_url, 2).await?;
+            let pool = store::connect(&config.database.url, 2).await?;
             let report = communication::rotation::rotate(&pool, &config.keyring).await?;
             println!(
                 "re-encrypted {} provider rows under key {}",
@@ -248,14 +249,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
 /// `communication dlq …`: thin wrappers over `communication::dlq` and the store.
 async fn dlq_command(action: DlqAction, config: &Config) -> anyhow::Result<()> {
     use communication::store::dead_letters::{self, DeadLetterFilter};
-    let parse_tenant = |t: Option<String>| -> anyhow::Result<Option<String>> {
-        t.map(|t| {
-            communication::domain::TenantId::parse(&t)
-                .map(|t| t.as_str().to_owned())
-                .map_err(|m| anyhow::anyhow!("--tenant {m}"))
-        })
-        .transpose()
-    };
+    let topology = communication::queue::Topology::new(&config.namespace, &config.retry);
     match action {
         DlqAction::List {
             tenant,
@@ -264,93 +258,42 @@ async fn dlq_command(action: DlqAction, config: &Config) -> anyhow::Result<()> {
             pending,
             json,
         } => {
-            let since = since
-                .map(|s| {
-                    chrono::DateTime::parse_from_rfc3339(&s)
-                        .map(|t| t.with_timezone(&chrono::Utc))
-                        .map_err(|_| anyhow::anyhow!("--since must be an RFC 3339 time"))
-                })
-                .transpose()?;
-            if !(1..=10_000).contains(&limit) {
-                anyhow::bail!("--limit must be 1 to 10000");
-            }
             let filter = DeadLetterFilter {
-                tenant: parse_tenant(tenant)?,
+                tenant: tenant.map(|t| t.as_str().to_owned()),
                 since,
                 replayed: pending.then_some(false),
                 ..Default::default()
             };
-            let pool = store::connect(&config.database_url, 2).await?;
+            let pool = store::connect(&config.database.url, 2).await?;
             let rows = dead_letters::list_dead_letters(&pool, &filter, limit).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
-                println!(
-                    "{:<8} {:<20} {:<16} {:<36} {:<7} {:<20} REASON",
-                    "ID", "CREATED", "TENANT", "MESSAGE", "CHANNEL", "REPLAYED"
-                );
-                for r in &rows {
-                    let replayed = match (r.replayed_at, r.replayable) {
-                        (Some(at), _) => at.format("%Y-%m-%d %H:%M:%S").to_string(),
-                        (None, true) => "no".into(),
-                        (None, false) => "not replayable".into(),
-                    };
-                    println!(
-                        "{:<8} {:<20} {:<16} {:<36} {:<7} {:<20} {}",
-                        r.id,
-                        r.created_at.format("%Y-%m-%d %H:%M:%S"),
-                        r.tenant_id.as_deref().unwrap_or("-"),
-                        r.message_id.map(|m| m.to_string()).unwrap_or("-".into()),
-                        r.channel.as_deref().unwrap_or("-"),
-                        replayed,
-                        r.reason
-                    );
-                }
+                print!("{}", dlq::render_table(&rows));
             }
         }
         DlqAction::Replay { ids, all, tenant } => {
-            let tenant = parse_tenant(tenant)?;
-            let pool = store::connect(&config.database_url, 2).await?;
+            let tenant = tenant.as_ref().map(TenantId::as_str);
+            let pool = store::connect(&config.database.url, 2).await?;
             let ids = if all {
-                dead_letters::pending_replay_ids(&pool, tenant.as_deref(), i64::MAX).await?
+                dead_letters::pending_replay_ids(&pool, tenant, i64::MAX).await?
             } else {
                 ids
             };
-            let topology = communication::queue::Topology::new(&config.namespace, &config.retry);
             let publisher = Arc::new(communication::queue::Publisher::new(
-                config.amqp_url.clone(),
+                config.amqp.url.clone(),
                 "communication-dlq",
                 topology,
                 1,
             ));
-            let mut refused = 0;
-            for id in &ids {
-                let outcome = communication::dlq::replay(
-                    &pool,
-                    &config.keyring,
-                    &publisher,
-                    *id,
-                    tenant.as_deref(),
-                    "cli",
-                )
-                .await?;
-                if !outcome.is_replayed() {
-                    refused += 1;
-                }
-                println!("dead letter {id}: {}", outcome.describe());
-            }
+            let replayed =
+                dlq::replay_and_report(&pool, &config.keyring, &publisher, &ids, tenant, all).await;
             publisher.close().await;
-            if all {
-                println!("{} replayed, {refused} not", ids.len() - refused);
-            }
-            if refused > 0 {
-                anyhow::bail!("{refused} of {} dead letters were not replayed", ids.len());
-            }
+            replayed?;
         }
         DlqAction::PurgeQueue => {
-            let topology = communication::queue::Topology::new(&config.namespace, &config.retry);
-            let purged = communication::dlq::purge_dead_queue(
-                secrecy::ExposeSecret::expose_secret(&config.amqp_url),
+            let purged = dlq::purge_dead_queue(
+                secrecy::ExposeSecret::expose_secret(&config.amqp.url),
                 &topology.dead_queue(),
             )
             .await?;

@@ -43,14 +43,20 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
 /// Structured logs to stderr for every command (`serve`, `worker`, `all`, …);
 /// `COMMUNICATION_LOG_FORMAT=json` for JSON lines, whose `span`/`spans` fields carry the
 /// `trace_id` of the send being handled (see `trace_context`). Level from `RUST_LOG`
-/// (default `info`).
+/// (default `info`). Text logs are coloured only on a terminal (see [`colour_text_logs`]).
 pub fn init_tracing() {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("COMMUNICATION_LOG_FORMAT").is_ok_and(|v| v.trim() == "json");
+    let colour = colour_text_logs(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(colour);
     if json {
         let _ = builder
             .json()
@@ -60,6 +66,13 @@ pub fn init_tracing() {
     } else {
         let _ = builder.try_init();
     }
+}
+
+/// Whether text logs carry ANSI colour codes: only when they go to a terminal, so a file or a
+/// pipe (a log shipper, `| grep`) gets plain text; and never when `NO_COLOR` is set to
+/// anything non-empty (<https://no-color.org>).
+pub fn colour_text_logs(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 /// Serves `GET /healthz`, `GET /readyz` and `GET /metrics` for a worker process (which has no
@@ -127,4 +140,22 @@ pub async fn serve_worker_endpoints(
 /// Installs the one TLS crypto provider (aws-lc-rs) before any TLS client is built.
 pub fn init_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::colour_text_logs;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn text_logs_are_coloured_only_on_a_terminal_without_no_color() {
+        assert!(colour_text_logs(true, None));
+        assert!(colour_text_logs(true, Some(OsStr::new(""))));
+        assert!(
+            !colour_text_logs(false, None),
+            "a file or a pipe gets plain text"
+        );
+        assert!(!colour_text_logs(true, Some(OsStr::new("1"))));
+        assert!(!colour_text_logs(false, Some(OsStr::new("1"))));
+    }
 }

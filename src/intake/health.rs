@@ -8,9 +8,37 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use deadpool_redis::redis;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::AppState;
+
+/// `/healthz`: the process answers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    #[schema(value_type = String, example = "ok")]
+    pub status: &'static str,
+}
+
+/// `/readyz`: each dependency, and whether all answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready` or `not_ready`.
+    #[schema(value_type = String, example = "ready")]
+    pub status: &'static str,
+    pub checks: ReadinessChecks,
+}
+
+/// `ok` or `unavailable` for each dependency.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadinessChecks {
+    #[schema(value_type = String, example = "ok")]
+    pub postgres: &'static str,
+    #[schema(value_type = String, example = "ok")]
+    pub redis: &'static str,
+    #[schema(value_type = String, example = "ok")]
+    pub rabbitmq: &'static str,
+}
 
 #[utoipa::path(
     get,
@@ -19,11 +47,11 @@ use super::AppState;
     summary = "Liveness",
     security(()),
     responses(
-        (status = 200, description = "The process answers", body = super::openapi::Health)
+        (status = 200, description = "The process answers", body = Health)
     )
 )]
 pub async fn healthz() -> Response {
-    axum::Json(json!({"status": "ok"})).into_response()
+    axum::Json(Health { status: "ok" }).into_response()
 }
 
 #[utoipa::path(
@@ -33,8 +61,8 @@ pub async fn healthz() -> Response {
     summary = "Readiness: Postgres, Redis and RabbitMQ reachable",
     security(()),
     responses(
-        (status = 200, description = "Ready", body = super::openapi::Readiness),
-        (status = 503, description = "A dependency is unreachable", body = super::openapi::Readiness)
+        (status = 200, description = "Ready", body = Readiness),
+        (status = 503, description = "A dependency is unreachable", body = Readiness)
     )
 )]
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
@@ -69,10 +97,14 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let word = |ok: bool| if ok { "ok" } else { "unavailable" };
     (
         status,
-        axum::Json(json!({
-            "status": if ready { "ready" } else { "not_ready" },
-            "checks": {"postgres": word(pg), "redis": word(redis_ok), "rabbitmq": word(amqp)},
-        })),
+        axum::Json(Readiness {
+            status: if ready { "ready" } else { "not_ready" },
+            checks: ReadinessChecks {
+                postgres: word(pg),
+                redis: word(redis_ok),
+                rabbitmq: word(amqp),
+            },
+        }),
     )
         .into_response()
 }

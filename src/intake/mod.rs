@@ -13,6 +13,7 @@ pub mod messages;
 pub mod openapi;
 pub mod provider_kinds;
 pub mod providers;
+pub mod query;
 pub mod send;
 pub mod webhooks;
 
@@ -60,7 +61,7 @@ impl AppState {
         // Install the metrics recorder before anything records (a no-op once installed).
         let _ = crate::telemetry::metrics_handle();
         let mut redis_cfg = deadpool_redis::Config::from_url(
-            secrecy::ExposeSecret::expose_secret(&config.redis_url).to_owned(),
+            secrecy::ExposeSecret::expose_secret(&config.redis.url).to_owned(),
         );
         let mut pool_cfg = deadpool_redis::PoolConfig::new(32);
         pool_cfg.timeouts.wait = Some(Duration::from_secs(2));
@@ -70,29 +71,29 @@ impl AppState {
         let redis = redis_cfg.create_pool(Some(deadpool_redis::Runtime::Tokio1))?;
         let topology = Topology::new(&config.namespace, &config.retry);
         let publisher = Arc::new(Publisher::new(
-            config.amqp_url.clone(),
+            config.amqp.url.clone(),
             &crate::queue::connection_name(&config.namespace, "intake"),
             topology,
-            config.publish_channels,
+            config.amqp.publish_channels,
         ));
         Ok(AppState {
             pool,
             redis,
             publisher,
             keyring: config.keyring.clone(),
-            service_token: config.service_token.clone(),
+            service_token: config.intake.service_token.clone(),
             namespace: config.namespace.clone(),
             api_keys: Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(30))
                 .build(),
             provider_ctx: ProviderContext::new(
-                config.provider_bases.clone(),
-                config.allow_private_hosts,
-                config.provider_timeout,
-                config.public_url.clone(),
+                config.providers.bases.clone(),
+                config.providers.allow_private_hosts,
+                config.providers.timeout,
+                config.providers.public_url.clone(),
             )?,
-            public_url: config.public_url.clone(),
+            public_url: config.providers.public_url.clone(),
         })
     }
 }

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::auth::Caller;
-use super::error::ApiError;
+use super::error::{ApiError, ApiErrors};
 use crate::providers::description::{FieldSpec, FieldType, KindSpec};
 use crate::providers::registry;
 
@@ -100,11 +100,7 @@ pub fn kinds() -> ProviderKindList {
     summary = "The provider kinds and their configuration fields",
     responses(
         (status = 200, description = "Every kind: its channels and the fields of its `config`", body = ProviderKindList),
-        (status = 400, description = "Invalid X-Tenant-Id", body = crate::intake::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid credentials", body = crate::intake::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The credentials may not do this", body = crate::intake::openapi::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Unexpected failure (details only in the service's log)", body = crate::intake::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is down; retry later (Retry-After)", body = crate::intake::openapi::Problem, content_type = "application/problem+json")
+        ApiErrors,
     )
 )]
 pub async fn list(

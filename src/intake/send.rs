@@ -1,5 +1,6 @@
 //! `POST /v1/send`: validate, claim the idempotency key, publish with a confirm, answer 202.
-//! Never touches Postgres.
+//! Never touches Postgres. [`SendRequest`] and [`SendAccepted`] are what the handler reads and
+//! answers, and what OpenAPI documents.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -8,37 +9,197 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::AppState;
 use super::auth::Caller;
-use super::error::ApiError;
+use super::error::{ApiError, ApiErrors, BodyErrors};
 use super::idempotency::{self, Claim};
-use super::json::{Fields, JsonObject};
+use super::json::{FieldProblem, JsonBody, ProblemKind, RequestFields};
 use crate::domain::{
-    Content, FieldError, MessageDraft, TenantId, ValidMessage, check_idempotency_key,
+    Channel, Content, FieldError, MAX_TTL_SECONDS, MessageDraft, TenantId, ValidMessage,
+    check_idempotency_key,
 };
 use crate::queue::{Envelope, PublishError};
 use crate::trace_context::{self, TraceContext};
 use tracing::Instrument;
 
-const SEND_FIELDS: &[&str] = &[
-    "channel",
-    "to",
-    "content",
-    "provider_id",
-    "metadata",
-    "ttl_seconds",
-];
+/// What a message says. Email needs `subject` and `text` and/or `html`; SMS needs `text`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MessageContent {
+    /// Email only; required for email.
+    pub subject: Option<String>,
+    /// Required for SMS; for email, `text` and/or `html`.
+    pub text: Option<String>,
+    /// Email only.
+    pub html: Option<String>,
+}
+
+impl From<MessageContent> for Content {
+    fn from(c: MessageContent) -> Content {
+        Content {
+            subject: c.subject,
+            text: c.text,
+            html: c.html,
+        }
+    }
+}
+
+// Every field is optional to serde, so that a missing one is reported by the domain's rules
+// together with every other problem; the document marks the required ones.
+/// Body of `POST /v1/send`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendRequest {
+    #[schema(value_type = Channel)]
+    pub channel: Option<String>,
+    /// An email address or an E.164 phone number, matching `channel`.
+    #[schema(value_type = String, example = "+14155550100")]
+    pub to: Option<String>,
+    #[schema(value_type = MessageContent)]
+    pub content: Option<MessageContent>,
+    /// Pin one of the tenant's providers.
+    pub provider_id: Option<Uuid>,
+    /// A JSON object (at most 8 KiB), stored with the message and passed to providers that
+    /// accept tags.
+    pub metadata: Option<Value>,
+    /// After this many seconds the message is `expired` instead of sent.
+    #[schema(minimum = 1, maximum = 604800)]
+    pub ttl_seconds: Option<u64>,
+}
+
+impl RequestFields for SendRequest {
+    fn field_error(problem: &FieldProblem) -> FieldError {
+        let wrong_type = matches!(problem.kind, ProblemKind::WrongType { .. });
+        match problem.field() {
+            "content" if problem.path == "content" && wrong_type => {
+                FieldError::new("content", "must be a JSON object")
+            }
+            "content" if problem.path != "content" => FieldError::new(
+                "content",
+                format!(
+                    "must hold only subject, text and html strings ({})",
+                    problem.message
+                ),
+            ),
+            "provider_id" if wrong_type && !problem.message.starts_with("invalid type: string") => {
+                FieldError::new("provider_id", "must be a string")
+            }
+            "provider_id" => FieldError::new("provider_id", "must be a UUID"),
+            "ttl_seconds" => FieldError::new("ttl_seconds", TTL_RANGE),
+            _ => problem.generic(),
+        }
+    }
+}
+
+const TTL_RANGE: &str = "must be an integer between 1 and 604800";
+
+impl SendRequest {
+    /// SHA-256 of the body's canonical JSON (fields in alphabetical order, absent ones left
+    /// out, `metadata`'s keys sorted): the same bytes serde_json's sorted map gave the earlier
+    /// reader, so a key claimed before an upgrade still matches its replay.
+    fn fingerprint(&self) -> String {
+        #[derive(Serialize)]
+        struct CanonicalContent<'a> {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            html: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            subject: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            text: Option<&'a str>,
+        }
+        #[derive(Serialize)]
+        struct Canonical<'a> {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            channel: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            content: Option<CanonicalContent<'a>>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            metadata: Option<&'a Value>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            provider_id: Option<&'a Uuid>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            to: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            ttl_seconds: Option<u64>,
+        }
+        let canonical = Canonical {
+            channel: self.channel.as_deref(),
+            content: self.content.as_ref().map(|c| CanonicalContent {
+                html: c.html.as_deref(),
+                subject: c.subject.as_deref(),
+                text: c.text.as_deref(),
+            }),
+            metadata: self.metadata.as_ref(),
+            provider_id: self.provider_id.as_ref(),
+            to: self.to.as_deref(),
+            ttl_seconds: self.ttl_seconds,
+        };
+        let mut hasher = HashWriter(Sha256::new());
+        // Writing into a hasher cannot fail, nor can serializing these types.
+        let _ = serde_json::to_writer(&mut hasher, &canonical);
+        hex::encode(hasher.0.finalize())
+    }
+
+    /// The domain's draft; `edge_errors` gets the problems found here (a TTL out of range is
+    /// reported in the words of the edge, once).
+    fn into_draft(
+        self,
+        idempotency_key: Option<String>,
+        edge_errors: &mut Vec<FieldError>,
+    ) -> MessageDraft {
+        let ttl_seconds = match self.ttl_seconds {
+            Some(t) if t == 0 || t > MAX_TTL_SECONDS => {
+                edge_errors.push(FieldError::new("ttl_seconds", TTL_RANGE));
+                None
+            }
+            other => other,
+        };
+        MessageDraft {
+            channel: self.channel,
+            to: self.to,
+            content: self.content.map(Content::from),
+            provider_id: self.provider_id,
+            metadata: self.metadata,
+            ttl_seconds,
+            idempotency_key,
+        }
+    }
+}
+
+/// Feeds serialized bytes straight into the hash (no intermediate buffer).
+struct HashWriter(Sha256);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `202`: accepted; delivery happens asynchronously.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SendAccepted {
+    pub id: Uuid,
+    #[schema(value_type = String, example = "queued")]
+    pub status: &'static str,
+}
 
 fn accepted(id: Uuid, replayed: bool) -> Response {
-    let mut response = (
-        StatusCode::ACCEPTED,
-        axum::Json(json!({"id": id, "status": "queued"})),
-    )
-        .into_response();
+    let body = SendAccepted {
+        id,
+        status: "queued",
+    };
+    let mut response = (StatusCode::ACCEPTED, axum::Json(body)).into_response();
     if replayed {
         response
             .headers_mut()
@@ -49,13 +210,21 @@ fn accepted(id: Uuid, replayed: bool) -> Response {
 
 /// The short-lived Redis marker that lets `GET /v1/messages/{id}` answer `queued` before a
 /// worker has recorded the message.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct QueuedMarker {
+    pub channel: Channel,
+    pub to: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The marker's JSON for `message`.
 pub(super) fn queued_marker(message: &ValidMessage, created_at: DateTime<Utc>) -> String {
-    json!({
-        "channel": message.channel,
-        "to": message.to.as_str(),
-        "created_at": created_at,
-    })
-    .to_string()
+    let marker = QueuedMarker {
+        channel: message.channel,
+        to: message.to.as_str().to_owned(),
+        created_at,
+    };
+    serde_json::to_string(&marker).unwrap_or_default()
 }
 
 /// Publishes a send to `{ns}.send` and waits for the broker's confirm (timed).
@@ -88,30 +257,25 @@ pub(super) async fn publish_send(
     path = "/v1/send",
     tag = "send",
     summary = "Accept a message for delivery",
-    request_body = super::openapi::SendRequest,
+    request_body = SendRequest,
     params(
         ("Idempotency-Key" = Option<String>, Header, description = "Replay-safe key (same key and body: same id)"),
         ("traceparent" = Option<String>, Header, description = "W3C trace context to continue; an invalid one is ignored"),
         ("X-Tenant-Id" = Option<String>, Header, description = "The tenant, with the service token"),
     ),
     responses(
-        (status = 202, description = "Accepted (confirmed by the broker); headers `traceparent`, and `Idempotent-Replayed: true` on a replay", body = super::openapi::SendAccepted),
-        (status = 400, description = "Malformed JSON or header", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not application/json", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields (see `errors`); on /v1/send also an Idempotency-Key reused with another body", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid credentials", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The credentials may not do this", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Same Idempotency-Key still in flight", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Unexpected failure (details only in the service's log)", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is down; retry later (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")
+        (status = 202, description = "Accepted (confirmed by the broker); headers `traceparent`, and `Idempotent-Replayed: true` on a replay", body = SendAccepted),
+        ApiErrors,
+        BodyErrors,
+        (status = 409, description = "Same Idempotency-Key still in flight", body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields (see `errors`), or an Idempotency-Key reused with another body", body = super::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn send(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     headers: HeaderMap,
-    JsonObject(body): JsonObject,
+    JsonBody(body): JsonBody<SendRequest>,
 ) -> Response {
     // A valid incoming `traceparent` is continued; an invalid or missing one starts a trace.
     let incoming = headers
@@ -134,7 +298,7 @@ async fn accept(
     state: Arc<AppState>,
     caller: Caller,
     headers: HeaderMap,
-    body: serde_json::Map<String, Value>,
+    body: SendRequest,
 ) -> Result<Response, ApiError> {
     let tenant = caller.tenant()?.clone();
     let idempotency_key = match headers.get("idempotency-key") {
@@ -151,59 +315,14 @@ async fn accept(
             Some(key.to_owned())
         }
     };
-    // The fingerprint covers the whole body; serde_json's map is ordered, so it is canonical.
-    let fingerprint = hex::encode(Sha256::digest(
-        serde_json::to_vec(&Value::Object(body.clone())).unwrap_or_default(),
-    ));
-    let mut fields = Fields::new(body);
-    fields.only(SEND_FIELDS);
-    let channel = fields.string("channel");
-    let to = fields.string("to");
-    let content = match fields.raw("content").cloned() {
-        None => None,
-        Some(v @ Value::Object(_)) => match serde_json::from_value::<Content>(v) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                fields.errors.push(FieldError::new(
-                    "content",
-                    format!("must hold only subject, text and html strings ({e})"),
-                ));
-                None
-            }
-        },
-        Some(_) => {
-            fields
-                .errors
-                .push(FieldError::new("content", "must be a JSON object"));
-            None
-        }
-    };
-    let provider_id = fields.uuid("provider_id");
-    let metadata = fields.raw("metadata").cloned();
-    let ttl_seconds = fields
-        .integer("ttl_seconds", 1, crate::domain::MAX_TTL_SECONDS as i64)
-        .map(|t| t as u64);
-    let mut errors = std::mem::take(&mut fields.errors);
-    let draft = MessageDraft {
-        channel,
-        to,
-        content: content.or_else(|| {
-            // Keep "content is required" from being reported twice.
-            if errors.iter().any(|e| e.field == "content") {
-                Some(Content::default())
-            } else {
-                None
-            }
-        }),
-        provider_id,
-        metadata,
-        ttl_seconds,
-        idempotency_key: idempotency_key.clone(),
-    };
+    let fingerprint = body.fingerprint();
+    let mut errors = Vec::new();
+    let draft = body.into_draft(idempotency_key.clone(), &mut errors);
     let message = match draft.validate() {
         Ok(m) if errors.is_empty() => m,
         Ok(_) => return Err(ApiError::validation(errors)),
         Err(more) => {
+            // A field the edge already reported is not reported again by the domain.
             for e in more {
                 if !errors.iter().any(|x| e.field.starts_with(&x.field)) {
                     errors.push(e);
@@ -292,3 +411,6 @@ async fn accept(
     tracing::debug!(message_id = %id, channel = message.channel.as_str(), "send accepted");
     Ok(accepted(id, false))
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,6 +1,7 @@
 //! `POST /v1/webhooks/{kind}/{provider_id}`: delivery receipts. No bearer auth: the provider's
 //! signature, checked with the provider row's own secret, is the credential. Receipts are
-//! applied idempotently and in any order; a status only moves forward.
+//! applied idempotently and in any order; a status only moves forward. The body is read as
+//! bytes, not JSON: the signature covers those exact bytes, and each kind parses its own.
 
 use std::sync::Arc;
 
@@ -8,15 +9,46 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde_json::json;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, Problem, ServerErrors};
 use crate::crypto::ProviderSecrets;
 use crate::domain::{EventKind, MessageStatus};
 use crate::providers::{Receipt, ReceiptOutcome, ReceiptRequest, WebhookError, registry};
 use crate::store::{messages as store_messages, providers as store_providers};
+
+/// What one receipt did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookAck {
+    /// The message the receipt applied to (absent when ignored).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub message_id: Option<Uuid>,
+    /// The message's status after the receipt, or `ignored` (an event not tracked).
+    pub status: String,
+}
+
+impl WebhookAck {
+    fn ignored() -> WebhookAck {
+        WebhookAck {
+            message_id: None,
+            status: "ignored".into(),
+        }
+    }
+}
+
+/// Answer to a delivery receipt: one receipt's result, or each one's for a provider that
+/// posts several in one request.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum WebhookAnswer {
+    One(WebhookAck),
+    Many { applied: Vec<WebhookAck> },
+}
 
 fn refused(e: WebhookError) -> ApiError {
     match e {
@@ -41,13 +73,12 @@ fn refused(e: WebhookError) -> ApiError {
         ("provider_id" = Uuid, Path, description = "The provider row whose secret verifies the signature"),
     ),
     responses(
-        (status = 200, description = "Applied or ignored", body = super::openapi::WebhookAck),
-        (status = 400, description = "Malformed or stale receipt", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or wrong signature", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown endpoint or message", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Unexpected failure (details only in the service's log)", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is down; retry later (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")
+        (status = 200, description = "Applied or ignored", body = WebhookAnswer),
+        ServerErrors,
+        (status = 400, description = "Malformed or stale receipt", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong signature", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown endpoint or message", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn receive(
@@ -104,11 +135,12 @@ pub async fn receive(
     if missing > 0 {
         return Err(ApiError::not_found("message"));
     }
-    match results.len() {
-        0 => Ok((StatusCode::OK, axum::Json(json!({"status": "ignored"}))).into_response()),
-        1 => Ok((StatusCode::OK, axum::Json(results.remove(0))).into_response()),
-        _ => Ok((StatusCode::OK, axum::Json(json!({"applied": results}))).into_response()),
-    }
+    let answer = match results.len() {
+        0 => WebhookAnswer::One(WebhookAck::ignored()),
+        1 => WebhookAnswer::One(results.remove(0)),
+        _ => WebhookAnswer::Many { applied: results },
+    };
+    Ok((StatusCode::OK, axum::Json(answer)).into_response())
 }
 
 /// Applies one receipt; `None` when its message is not (yet) recorded. Receipts of messages
@@ -119,10 +151,10 @@ async fn apply(
     receipt: &Receipt,
     receipt_id: &str,
     our_id: Option<Uuid>,
-) -> Result<Option<serde_json::Value>, ApiError> {
+) -> Result<Option<WebhookAck>, ApiError> {
     let (event_kind, status) = match receipt.outcome {
         ReceiptOutcome::InProgress => {
-            return Ok(Some(json!({"status": "ignored"})));
+            return Ok(Some(WebhookAck::ignored()));
         }
         ReceiptOutcome::Delivered => (EventKind::Delivered, Some(MessageStatus::Delivered)),
         ReceiptOutcome::Undelivered => (EventKind::Undelivered, Some(MessageStatus::Undelivered)),
@@ -157,7 +189,38 @@ async fn apply(
     )
     .await
     .map_err(|e| ApiError::database("apply receipt", e))?;
-    Ok(Some(
-        json!({"message_id": message_id, "status": now_status}),
-    ))
+    // No status: the message row is gone (removed since it was found); as not recorded.
+    Ok(now_status.map(|status| WebhookAck {
+        message_id: Some(message_id),
+        status,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_answer_keeps_the_json_it_always_had() {
+        let id = Uuid::now_v7();
+        let delivered = || WebhookAck {
+            message_id: Some(id),
+            status: "delivered".into(),
+        };
+        let json_of = |a: &WebhookAnswer| serde_json::to_value(a).expect("serializes");
+        assert_eq!(
+            json_of(&WebhookAnswer::One(WebhookAck::ignored())),
+            json!({"status": "ignored"})
+        );
+        assert_eq!(
+            json_of(&WebhookAnswer::One(delivered())),
+            json!({"message_id": id, "status": "delivered"})
+        );
+        assert_eq!(
+            json_of(&WebhookAnswer::Many {
+                applied: vec![delivered(), WebhookAck::ignored()]
+            }),
+            json!({"applied": [{"message_id": id, "status": "delivered"}, {"status": "ignored"}]})
+        );
+    }
 }

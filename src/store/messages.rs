@@ -71,6 +71,10 @@ pub async fn list_events(pool: &PgPool, message_id: Uuid) -> Result<Vec<EventRow
 pub struct MessageFilter {
     pub status: Option<String>,
     pub channel: Option<String>,
+    /// The provider that sent (or last tried) the message.
+    pub provider_id: Option<Uuid>,
+    /// Exactly this recipient, as recorded.
+    pub recipient: Option<String>,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
     /// Keyset cursor: rows strictly older than this (created_at, id).
@@ -78,6 +82,12 @@ pub struct MessageFilter {
 }
 
 /// Newest first, keyset-paginated.
+///
+/// Only the filters given become conditions (no `$n IS NULL OR …`), so each combination is
+/// its own prepared statement whose plan can use the index made for it: `message_logs_list`
+/// (tenant, newest first), `message_logs_status`, `message_logs_recipient`. A provider filter
+/// walks the tenant's newest-first index and skips other providers' rows: a tenant has few
+/// providers, so a page fills after a short walk, and no extra index costs the worker's writes.
 #[tracing::instrument(skip_all)]
 pub async fn list_messages(
     pool: &PgPool,
@@ -85,25 +95,36 @@ pub async fn list_messages(
     filter: &MessageFilter,
     limit: i64,
 ) -> Result<Vec<MessageRow>, sqlx::Error> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {MESSAGE_COLUMNS} FROM message_logs WHERE tenant_id = $1 \
-         AND ($2::text IS NULL OR status = $2) \
-         AND ($3::text IS NULL OR channel = $3) \
-         AND ($4::timestamptz IS NULL OR created_at >= $4) \
-         AND ($5::timestamptz IS NULL OR created_at < $5) \
-         AND ($6::timestamptz IS NULL OR (created_at, id) < ($6, $7)) \
-         ORDER BY created_at DESC, id DESC LIMIT $8"
-    )))
-    .bind(tenant)
-    .bind(&filter.status)
-    .bind(&filter.channel)
-    .bind(filter.since)
-    .bind(filter.until)
-    .bind(filter.before.map(|b| b.0))
-    .bind(filter.before.map(|b| b.1))
-    .bind(limit)
-    .fetch_all(pool)
-    .await
+    let mut query = sqlx::QueryBuilder::<sqlx::Postgres>::new(format!(
+        "SELECT {MESSAGE_COLUMNS} FROM message_logs WHERE tenant_id = "
+    ));
+    query.push_bind(tenant);
+    if let Some(status) = &filter.status {
+        query.push(" AND status = ").push_bind(status);
+    }
+    if let Some(channel) = &filter.channel {
+        query.push(" AND channel = ").push_bind(channel);
+    }
+    if let Some(provider_id) = filter.provider_id {
+        query.push(" AND provider_id = ").push_bind(provider_id);
+    }
+    if let Some(recipient) = &filter.recipient {
+        query.push(" AND recipient = ").push_bind(recipient);
+    }
+    if let Some(since) = filter.since {
+        query.push(" AND created_at >= ").push_bind(since);
+    }
+    if let Some(until) = filter.until {
+        query.push(" AND created_at < ").push_bind(until);
+    }
+    if let Some((at, id)) = filter.before {
+        query.push(" AND (created_at, id) < (").push_bind(at);
+        query.push(", ").push_bind(id).push(")");
+    }
+    query
+        .push(" ORDER BY created_at DESC, id DESC LIMIT ")
+        .push_bind(limit);
+    query.build_query_as().fetch_all(pool).await
 }
 
 /// A message as the worker first records it.

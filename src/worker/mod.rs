@@ -44,7 +44,7 @@ pub async fn run(config: &Config, pool: PgPool, shutdown: CancellationToken) -> 
     metrics::gauge!("communication_worker_in_flight").increment(0.0);
     // Whether this worker is consuming right now (its readiness, with Postgres).
     let consuming = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    if let Some(addr) = config.worker_metrics_addr {
+    if let Some(addr) = config.telemetry.worker_metrics_addr {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         tracing::info!(addr = %listener.local_addr()?, "worker health and metrics listening");
         let stop = shutdown.clone();
@@ -63,25 +63,26 @@ pub async fn run(config: &Config, pool: PgPool, shutdown: CancellationToken) -> 
         config.worker.batch_size,
         config.worker.batch_linger,
         // Leave a connection of the pool for the provider resolver.
-        config
-            .worker
-            .batch_flushes
-            .min((config.db_pool_size as usize).saturating_sub(1).max(1)),
+        config.worker.batch_flushes.min(
+            (config.database.pool_size as usize)
+                .saturating_sub(1)
+                .max(1),
+        ),
     );
     let ctx = ProviderContext::new(
-        config.provider_bases.clone(),
-        config.allow_private_hosts,
-        config.provider_timeout,
-        config.public_url.clone(),
+        config.providers.bases.clone(),
+        config.providers.allow_private_hosts,
+        config.providers.timeout,
+        config.providers.public_url.clone(),
     )?;
     let resolver = Arc::new(Resolver::new(
         pool.clone(),
         config.keyring.clone(),
         ctx,
-        config.provider_cache_ttl,
+        config.providers.cache_ttl,
     ));
     let publisher = Arc::new(Publisher::new(
-        config.amqp_url.clone(),
+        config.amqp.url.clone(),
         &crate::queue::connection_name(&config.namespace, "worker-publisher"),
         topology.clone(),
         2,
@@ -96,11 +97,11 @@ pub async fn run(config: &Config, pool: PgPool, shutdown: CancellationToken) -> 
         },
         resolver,
         retry: config.retry,
-        public_url: config.public_url.clone(),
+        public_url: config.providers.public_url.clone(),
         guard: Arc::new(ProviderGuard::new(
             config.guard,
             &config.namespace,
-            Some(config.redis_url.expose_secret()),
+            Some(config.redis.url.expose_secret()),
         )),
     });
     let concurrency = config.worker.concurrency;
@@ -166,7 +167,7 @@ async fn consume(
     }
     let _not_consuming = NotConsuming(consuming);
     let connection = crate::queue::connect(
-        config.amqp_url.expose_secret(),
+        config.amqp.url.expose_secret(),
         &crate::queue::connection_name(&config.namespace, "worker"),
     )
     .await?;

@@ -283,7 +283,7 @@ async fn a_second_worker_sees_the_breaker_the_first_one_opened() {
     let worker = |stop: CancellationToken| {
         let config = app.config.clone();
         tokio::spawn(async move {
-            let pool = communication::store::connect(&config.database_url, 2)
+            let pool = communication::store::connect(&config.database.url, 2)
                 .await
                 .expect("pool");
             let _ = communication::worker::run(&config, pool, stop).await;

@@ -1,5 +1,7 @@
 //! Test harness: each test gets its own Postgres database, its own RabbitMQ/Redis namespace,
 //! an intake on a free port and an in-process worker, all against the real local services.
+//! What a test made is removed when its `TestApp` is cleaned up, or dropped: a failing
+//! (panicking) test leaves no database, queue or exchange behind.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -35,6 +37,72 @@ pub struct TestApp {
     pub secret: String,
     pub shutdown: CancellationToken,
     pub tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Removes the database, queues and exchanges if the test ends without `cleanup`.
+    leftovers: LeftoverGuard,
+}
+
+/// What a test made outside the process, removed on drop unless `cleanup` already did. Drop
+/// cannot await, so it removes them on a thread of its own with its own runtime (the test's
+/// runtime may be unwinding from a panic) and waits for it.
+struct LeftoverGuard {
+    db_name: String,
+    topology: Topology,
+    shutdown: CancellationToken,
+    removed: bool,
+}
+
+impl Drop for LeftoverGuard {
+    fn drop(&mut self) {
+        if self.removed {
+            return;
+        }
+        // Stop the app first: its tasks must not declare queues again.
+        self.shutdown.cancel();
+        let db_name = std::mem::take(&mut self.db_name);
+        let topology = self.topology.clone();
+        let removal = std::thread::spawn(move || {
+            if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                runtime.block_on(remove_leftovers(&db_name, &topology));
+            }
+        });
+        let _ = removal.join();
+    }
+}
+
+/// Deletes a test's queues and exchanges, then its database (closing any connection to it).
+/// Never panics: it also runs while a failed test unwinds.
+async fn remove_leftovers(db_name: &str, topology: &Topology) {
+    if let Ok(Ok(conn)) = tokio::time::timeout(
+        Duration::from_secs(10),
+        Connection::connect(AMQP, ConnectionProperties::default()),
+    )
+    .await
+        && let Ok(ch) = conn.create_channel().await
+    {
+        let mut names = vec![topology.dead_queue()];
+        for c in communication::domain::Channel::ALL {
+            names.push(topology.work_queue(c));
+            for t in &topology.delay_tiers {
+                names.push(topology.delay_queue(c, *t));
+            }
+        }
+        for n in names {
+            let _ = ch
+                .queue_delete(n.into(), QueueDeleteOptions::default())
+                .await;
+        }
+        let _ = ch
+            .exchange_delete(topology.send_exchange().into(), Default::default())
+            .await;
+        let _ = ch
+            .exchange_delete(topology.dead_exchange().into(), Default::default())
+            .await;
+        let _ = conn.close(200, "done".into()).await;
+    }
+    drop_database(db_name).await;
 }
 
 pub struct Options {
@@ -113,7 +181,14 @@ impl TestApp {
             Config::from_lookup(&|k| vars.get(k).cloned(), true).expect("test config is valid"),
         );
         let shutdown = CancellationToken::new();
-        let app_pool = communication::store::connect(&config.database_url, 4)
+        // From here on, a panic (here or in the test) still removes the database and queues.
+        let leftovers = LeftoverGuard {
+            db_name: db_name.clone(),
+            topology: Topology::new(&namespace, &config.retry),
+            shutdown: shutdown.clone(),
+            removed: false,
+        };
+        let app_pool = communication::store::connect(&config.database.url, 4)
             .await
             .expect("app pool");
         let state = Arc::new(
@@ -146,6 +221,7 @@ impl TestApp {
             secret,
             shutdown,
             tasks,
+            leftovers,
         }
     }
 
@@ -334,39 +410,9 @@ impl TestApp {
         for t in std::mem::take(&mut self.tasks) {
             let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
         }
-        let topology = self.topology();
-        if let Ok(conn) = Connection::connect(AMQP, ConnectionProperties::default()).await
-            && let Ok(ch) = conn.create_channel().await
-        {
-            let mut names = vec![topology.dead_queue()];
-            for c in communication::domain::Channel::ALL {
-                names.push(topology.work_queue(c));
-                for t in &topology.delay_tiers {
-                    names.push(topology.delay_queue(c, *t));
-                }
-            }
-            for n in names {
-                let _ = ch
-                    .queue_delete(n.into(), QueueDeleteOptions::default())
-                    .await;
-            }
-            let _ = ch
-                .exchange_delete(topology.send_exchange().into(), Default::default())
-                .await;
-            let _ = ch
-                .exchange_delete(topology.dead_exchange().into(), Default::default())
-                .await;
-            let _ = conn.close(200, "done".into()).await;
-        }
         self.pool.close().await;
-        if let Ok(admin) = PgPool::connect(PG_ADMIN).await {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.db_name
-            )))
-            .execute(&admin)
-            .await;
-        }
+        remove_leftovers(&self.db_name, &self.topology()).await;
+        self.leftovers.removed = true;
     }
 }
 

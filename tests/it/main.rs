@@ -15,6 +15,7 @@ mod breaker_ratelimit;
 mod crash;
 mod dead_letters;
 mod delivery_policy;
+mod message_filters;
 mod observability;
 mod pipeline;
 mod provider_kinds;

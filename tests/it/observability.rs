@@ -492,6 +492,7 @@ const DESIGNED: &[(&str, &str)] = &[
     ("patch", "/v1/providers/{id}"),
     ("delete", "/v1/providers/{id}"),
     ("post", "/v1/providers/{id}/test"),
+    ("get", "/v1/provider-kinds"),
     ("post", "/v1/api-keys"),
     ("get", "/v1/dead-letters"),
     ("post", "/v1/dead-letters/replay"),
@@ -643,9 +644,20 @@ fn the_deploy_files_set_only_variables_the_service_reads_and_all_it_requires() {
     let read = |p: &str| {
         std::fs::read_to_string(format!("{root}/{p}")).unwrap_or_else(|e| panic!("{p}: {e}"))
     };
-    // What the service reads: quoted names in the configuration and telemetry code, plus
+    // What the service reads: quoted names in the configuration (src/config/) and telemetry
+    // code, plus
     // RUST_LOG (tracing-subscriber's EnvFilter).
-    let mut known: BTreeSet<String> = ["src/config.rs", "src/telemetry.rs"]
+    let mut sources = vec!["src/telemetry.rs".to_owned()];
+    for entry in std::fs::read_dir(format!("{root}/src/config"))
+        .expect("src/config")
+        .flatten()
+    {
+        sources.push(format!(
+            "src/config/{}",
+            entry.file_name().to_string_lossy()
+        ));
+    }
+    let mut known: BTreeSet<String> = sources
         .iter()
         .flat_map(|p| {
             read(p)
@@ -764,4 +776,50 @@ async fn a_worker_is_ready_only_while_it_consumes_and_postgres_answers() {
     stop.cancel();
     let _ = server.await;
     common::drop_database(&db_name).await;
+}
+
+#[tokio::test]
+async fn text_logs_written_to_a_pipe_carry_no_colour_codes() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    // `serve` logs at start-up without needing any service: the pool connects lazily and an
+    // unreachable broker is only a warning. Its stderr is a pipe here, not a terminal.
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_communication"))
+        .arg("serve")
+        .env_clear()
+        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none")
+        .env("AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f")
+        .env("ENCRYPTION_SECRET", common::test_key())
+        .env("COMMUNICATION_SERVICE_TOKEN", common::SERVICE_TOKEN)
+        .env(
+            "COMMUNICATION_LISTEN_ADDR",
+            format!("127.0.0.1:{}", free_port()),
+        )
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run the communication binary");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let mut lines = BufReader::new(stderr).lines();
+    let mut seen = Vec::new();
+    let listening = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let done = line.contains("intake listening");
+            seen.push(line);
+            if done {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    let _ = child.kill().await;
+    assert_eq!(listening, Ok(true), "no start-up log line: {seen:?}");
+    for line in &seen {
+        assert!(
+            !line.contains('\u{1b}'),
+            "ANSI escape in a piped log line: {line:?}"
+        );
+    }
 }

@@ -5,9 +5,11 @@ use crate::common;
 use std::time::Duration;
 
 use common::{SERVICE_TOKEN, TestApp, envelope};
+use communication::queue::Topology;
 use reqwest::Method;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 #[tokio::test]
@@ -673,4 +675,64 @@ async fn health_and_readiness_report_the_dependencies() {
     let body: Value = r.json().await.expect("json");
     assert_eq!(body["checks"]["rabbitmq"], "unavailable");
     down.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_failing_test_still_removes_its_database_and_queues() {
+    use std::sync::{Arc, Mutex};
+    let made: Arc<Mutex<Option<(String, Topology)>>> = Arc::default();
+    let slot = made.clone();
+    let failing = tokio::spawn(async move {
+        let app = TestApp::spawn().await;
+        app.system_provider("acme", "sms", "console", "deliver", 1)
+            .await;
+        // Delivered: the worker has declared every queue.
+        let id = app.send_sms("acme", "x").await;
+        app.wait_for_status("acme", &id, &["sent"]).await;
+        if let Ok(mut slot) = slot.lock() {
+            *slot = Some((app.db_name.clone(), app.topology()));
+        }
+        panic!("this test fails on purpose, before its cleanup");
+    });
+    let outcome = failing.await;
+    assert!(outcome.is_err_and(|e| e.is_panic()));
+    let (db_name, topology) = made
+        .lock()
+        .ok()
+        .and_then(|mut m| m.take())
+        .expect("the failing test got as far as its panic");
+
+    let admin = PgPool::connect(common::PG_ADMIN).await.expect("postgres");
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&db_name)
+            .fetch_one(&admin)
+            .await
+            .expect("query");
+    assert!(!exists, "database {db_name} was left behind");
+    admin.close().await;
+
+    let conn = lapin::Connection::connect(common::AMQP, Default::default())
+        .await
+        .expect("rabbitmq");
+    let mut names = vec![topology.dead_queue()];
+    for c in communication::domain::Channel::ALL {
+        names.push(topology.work_queue(c));
+    }
+    for name in names {
+        // A passive declare fails (and closes its channel) when the queue does not exist.
+        let ch = conn.create_channel().await.expect("channel");
+        let declared = ch
+            .queue_declare(
+                name.clone().into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                Default::default(),
+            )
+            .await;
+        assert!(declared.is_err(), "queue {name} was left behind");
+    }
+    let _ = conn.close(200, "done".into()).await;
 }

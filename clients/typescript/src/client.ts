@@ -200,6 +200,8 @@ export class CommunicationClient {
     };
     put('status', filter.status);
     put('channel', filter.channel);
+    put('provider_id', filter.providerId);
+    put('to', filter.to);
     put('since', filter.since);
     put('until', filter.until);
     put('limit', filter.limit);

@@ -81,6 +81,13 @@ export interface MessageFilter {
   since?: Date | string;
   /** Exclusive; a Date or an RFC 3339 string. */
   until?: Date | string;
+  /** Only messages sent (or last tried) through this provider (its id). */
+  providerId?: string;
+  /**
+   * Exactly this recipient, normalized as a send normalizes it: with `channel`, an email
+   * address or an E.164 number of that channel; without, matched as given (trimmed).
+   */
+  to?: string;
   /** Page size (1–200); the iterator still walks every page. */
   limit?: number;
 }

@@ -12,12 +12,12 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::load;
-use super::schema::{ProviderCheck, ProviderTestMessage, ProviderTestRequest, from_object};
+use super::schema::{ProviderCheck, ProviderTestMessage, ProviderTestRequest};
 use crate::crypto::ProviderSecrets;
 use crate::domain::{Channel, Content, FieldError, MessageDraft, TenantId, ValidMessage};
 use crate::intake::auth::Caller;
-use crate::intake::error::ApiError;
-use crate::intake::json::OptionalJsonObject;
+use crate::intake::error::{ApiError, ApiErrors, BodyErrors, NotFoundError, Problem};
+use crate::intake::json::JsonBody;
 use crate::intake::{AppState, idempotency, send};
 use crate::providers::{ErrorClass, ProviderError, registry};
 use crate::store::providers::{self as store, ProviderRow};
@@ -137,28 +137,20 @@ async fn publish_test_message(
     request_body(content = Option<ProviderTestRequest>, description = "Optional: `send_to` also sends a real test message through the pipeline when the check passes", content_type = "application/json"),
     responses(
         (status = 200, description = "The check result (`ok` false when the provider refused); with `send_to`, the queued (or skipped) test message", body = ProviderCheck),
-        (status = 413, description = "Body too large", body = crate::intake::openapi::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "A body that is not application/json", body = crate::intake::openapi::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid `send_to` for this provider's channel, or a disabled or platform provider", body = crate::intake::openapi::Problem, content_type = "application/problem+json"),
-        (status = 400, description = "Invalid X-Tenant-Id", body = crate::intake::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid credentials", body = crate::intake::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The credentials may not do this", body = crate::intake::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such resource for this tenant", body = crate::intake::openapi::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Unexpected failure (details only in the service's log)", body = crate::intake::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is down; retry later (Retry-After)", body = crate::intake::openapi::Problem, content_type = "application/problem+json")
+        ApiErrors,
+        BodyErrors,
+        NotFoundError,
+        (status = 422, description = "Invalid `send_to` for this provider's channel, or a disabled or platform provider", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn test(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(id): Path<String>,
-    OptionalJsonObject(body): OptionalJsonObject,
+    body: Option<JsonBody<ProviderTestRequest>>,
 ) -> Result<Response, ApiError> {
     let row = load(&state, &caller, &id).await?;
-    let request: ProviderTestRequest = match body {
-        Some(body) => from_object(body)?,
-        None => ProviderTestRequest::default(),
-    };
+    let request = body.map(|JsonBody(b)| b).unwrap_or_default();
     let send = test_message(&row, request)?;
     let config = row
         .open_config(ProviderSecrets::new(&state.keyring))

@@ -16,13 +16,11 @@ use chrono::Utc;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use self::schema::{
-    ProviderCreate, ProviderList, ProviderPatch, ProviderTestResult, ProviderView, from_object,
-};
+use self::schema::{ProviderCreate, ProviderList, ProviderPatch, ProviderTestResult, ProviderView};
 use super::AppState;
 use super::auth::Caller;
-use super::error::ApiError;
-use super::json::JsonObject;
+use super::error::{ApiError, ApiErrors, BodyErrors, NotFoundError, Problem};
+use super::json::JsonBody;
 use crate::crypto::ProviderSecrets;
 use crate::domain::{Channel, FieldError};
 use crate::providers::description::{KindSpec, SplitConfig, mask_secret};
@@ -138,24 +136,17 @@ fn conflict_or(e: sqlx::Error, context: &str) -> ApiError {
     request_body = ProviderCreate,
     responses(
         (status = 201, description = "Created; secrets masked", body = ProviderView),
-        (status = 400, description = "Malformed JSON or header", body = crate::intake::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = crate::intake::openapi::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not application/json", body = crate::intake::openapi::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields (see `errors`)", body = crate::intake::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid credentials", body = crate::intake::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The credentials may not do this", body = crate::intake::openapi::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Name already used by this tenant", body = crate::intake::openapi::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Unexpected failure (details only in the service's log)", body = crate::intake::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is down; retry later (Retry-After)", body = crate::intake::openapi::Problem, content_type = "application/problem+json")
+        ApiErrors,
+        BodyErrors,
+        (status = 409, description = "Name already used by this tenant", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn create(
     State(state): State<Arc<AppState>>,
     caller: Caller,
-    JsonObject(body): JsonObject,
+    JsonBody(body): JsonBody<ProviderCreate>,
 ) -> Result<Response, ApiError> {
     let scope = caller.provider_scope().map(|t| t.as_str().to_owned());
-    let body: ProviderCreate = from_object(body)?;
     let mut errors = Vec::new();
     check_name(&mut errors, Some(&body.name));
     let channel = Channel::parse(&body.channel);
@@ -223,11 +214,7 @@ pub async fn create(
     summary = "List the tenant's providers",
     responses(
         (status = 200, description = "Providers in priority order; secrets masked", body = ProviderList),
-        (status = 400, description = "Invalid X-Tenant-Id", body = crate::intake::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid credentials", body = crate::intake::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The credentials may not do this", body = crate::intake::openapi::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Unexpected failure (details only in the service's log)", body = crate::intake::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is down; retry later (Retry-After)", body = crate::intake::openapi::Problem, content_type = "application/problem+json")
+        ApiErrors,
     )
 )]
 pub async fn list(
@@ -264,12 +251,8 @@ async fn load(state: &AppState, caller: &Caller, id: &str) -> Result<ProviderRow
     params(("id" = Uuid, Path, description = "The resource id")),
     responses(
         (status = 200, description = "The provider; secrets masked", body = ProviderView),
-        (status = 400, description = "Invalid X-Tenant-Id", body = crate::intake::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid credentials", body = crate::intake::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The credentials may not do this", body = crate::intake::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such resource for this tenant", body = crate::intake::openapi::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Unexpected failure (details only in the service's log)", body = crate::intake::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is down; retry later (Retry-After)", body = crate::intake::openapi::Problem, content_type = "application/problem+json")
+        ApiErrors,
+        NotFoundError,
     )
 )]
 pub async fn get(
@@ -291,28 +274,21 @@ pub async fn get(
     request_body = ProviderPatch,
     responses(
         (status = 200, description = "The changed provider; secrets masked", body = ProviderView),
-        (status = 400, description = "Malformed JSON or header", body = crate::intake::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = crate::intake::openapi::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not application/json", body = crate::intake::openapi::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields (see `errors`)", body = crate::intake::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid credentials", body = crate::intake::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The credentials may not do this", body = crate::intake::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such resource for this tenant", body = crate::intake::openapi::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Name already used by this tenant", body = crate::intake::openapi::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Unexpected failure (details only in the service's log)", body = crate::intake::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is down; retry later (Retry-After)", body = crate::intake::openapi::Problem, content_type = "application/problem+json")
+        ApiErrors,
+        BodyErrors,
+        NotFoundError,
+        (status = 409, description = "Name already used by this tenant", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn patch(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(id): Path<String>,
-    JsonObject(body): JsonObject,
+    JsonBody(body): JsonBody<ProviderPatch>,
 ) -> Result<Response, ApiError> {
     let mut row = load(&state, &caller, &id).await?;
     let spec = registry::find(&row.kind)
         .ok_or_else(|| ApiError::internal("stored provider kind unknown", &row.kind))?;
-    let body: ProviderPatch = from_object(body)?;
     let mut errors = Vec::new();
     check_name(&mut errors, body.name.as_deref());
     let priority = check_priority(&mut errors, body.priority);
@@ -366,12 +342,8 @@ pub async fn patch(
     params(("id" = Uuid, Path, description = "The resource id")),
     responses(
         (status = 204, description = "Removed"),
-        (status = 400, description = "Invalid X-Tenant-Id", body = crate::intake::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid credentials", body = crate::intake::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The credentials may not do this", body = crate::intake::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such resource for this tenant", body = crate::intake::openapi::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Unexpected failure (details only in the service's log)", body = crate::intake::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is down; retry later (Retry-After)", body = crate::intake::openapi::Problem, content_type = "application/problem+json")
+        ApiErrors,
+        NotFoundError,
     )
 )]
 pub async fn delete(

@@ -1,15 +1,15 @@
-//! The bodies of `/v1/providers`: the request structs the handlers deserialize and the
+//! The bodies of `/v1/providers`: the request structs the handlers read (through
+//! `JsonBody`, so a body that does not fit its struct is a 422 naming the field) and the
 //! response structs they answer with, which are also what the OpenAPI document describes.
-//! A body that does not fit its struct is a 422 naming the field (`serde_path_to_error`).
+//! `config` stays a JSON object here: the kind's builder reads it and reports every problem
+//! of it at once, each as `config.<field>`.
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::domain::FieldError;
-use crate::intake::error::ApiError;
+use crate::intake::json::RequestFields;
 
 /// Body of `POST /v1/providers`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -115,58 +115,21 @@ pub struct ProviderTestMessage {
     pub detail: Option<String>,
 }
 
-/// Reads a JSON object into `T`; a mismatch is a 422 naming the field.
-pub fn from_object<T: DeserializeOwned>(body: Map<String, Value>) -> Result<T, ApiError> {
-    serde_path_to_error::deserialize::<_, T>(Value::Object(body))
-        .map_err(|e| ApiError::validation(vec![field_error(e)]))
-}
-
-fn field_error(e: serde_path_to_error::Error<serde_json::Error>) -> FieldError {
-    let path = e.path().to_string();
-    let message = e.into_inner().to_string();
-    let quoted = |prefix: &str| {
-        message
-            .strip_prefix(prefix)
-            .and_then(|s| s.split('`').next())
-            .map(str::to_owned)
-    };
-    if let Some(name) = quoted("unknown field `") {
-        return FieldError::new(name, "is not a known field");
-    }
-    if let Some(name) = quoted("missing field `") {
-        let field = if path == "." {
-            name
-        } else {
-            format!("{path}.{name}")
-        };
-        return FieldError::new(field, "is required");
-    }
-    // "invalid type: integer `42`, expected a string": say what is expected, not the value.
-    let message = match message.split_once(", expected ") {
-        Some((_, expected)) => format!("must be {}", plain_type(expected)),
-        None => message,
-    };
-    FieldError::new(if path == "." { String::new() } else { path }, message)
-}
-
-/// serde's name of an expected type, as the API's messages say it.
-fn plain_type(expected: &str) -> &str {
-    match expected {
-        "a map" => "a JSON object",
-        "i64" | "i32" | "u64" | "u32" | "u16" => "an integer",
-        "a boolean" => "true or false",
-        other => other,
-    }
-}
+impl RequestFields for ProviderCreate {}
+impl RequestFields for ProviderPatch {}
+impl RequestFields for ProviderTestRequest {}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::FieldError;
+    use crate::intake::json::parse_body;
     use serde_json::json;
 
-    fn error_of<T: DeserializeOwned + std::fmt::Debug>(v: Value) -> Vec<FieldError> {
-        let map = v.as_object().cloned().expect("object");
-        from_object::<T>(map).expect_err("refused").errors
+    fn error_of<T: RequestFields + std::fmt::Debug>(v: Value) -> Vec<FieldError> {
+        let e = parse_body::<T>(v.to_string().as_bytes()).expect_err("refused");
+        assert_eq!(e.status, axum::http::StatusCode::UNPROCESSABLE_ENTITY);
+        e.errors
     }
 
     #[test]

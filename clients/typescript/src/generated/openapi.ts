@@ -97,17 +97,17 @@ export interface paths {
         get: {
             parameters: {
                 query?: {
-                    /** @description `next_cursor` of the previous page */
+                    /** @description `next_cursor` of the previous page. */
                     cursor?: string;
-                    /** @description 1 to 200, default 50 */
+                    /** @description 1 to 200, default 50. */
                     limit?: number;
-                    /** @description true or false */
+                    /** @description true or false. */
                     replayed?: boolean;
-                    /** @description RFC 3339, inclusive */
+                    /** @description RFC 3339, inclusive. */
                     since?: string;
-                    /** @description Only this tenant's */
+                    /** @description Only this tenant's. */
                     tenant?: string;
-                    /** @description RFC 3339, exclusive */
+                    /** @description RFC 3339, exclusive. */
                     until?: string;
                 };
                 header?: never;
@@ -125,7 +125,7 @@ export interface paths {
                         "application/json": components["schemas"]["DeadLetterPage"];
                     };
                 };
-                /** @description Invalid filter (see `errors`) */
+                /** @description Malformed request: its JSON, a query parameter, or a header such as X-Tenant-Id (see `detail`, and `errors` per field) */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -225,17 +225,25 @@ export interface paths {
         get: {
             parameters: {
                 query?: {
-                    /** @description email or sms */
-                    channel?: string;
-                    /** @description `next_cursor` of the previous page */
+                    /** @description email or sms. */
+                    channel?: components["schemas"]["ChannelName"];
+                    /** @description `next_cursor` of the previous page. */
                     cursor?: string;
-                    /** @description 1 to 200, default 50 */
+                    /** @description 1 to 200, default 50. */
                     limit?: number;
-                    /** @description RFC 3339, inclusive */
+                    /** @description Only messages sent (or last tried) through this provider. */
+                    provider_id?: string;
+                    /** @description RFC 3339, inclusive. */
                     since?: string;
-                    /** @description Only this status */
+                    /** @description Only this status. */
                     status?: string;
-                    /** @description RFC 3339, exclusive */
+                    /**
+                     * @description Exactly this recipient. With `channel`, it must be one of that channel (an email
+                     *     address, an E.164 number); without, it is matched as given (trimmed).
+                     * @example +14155550100
+                     */
+                    to?: string;
+                    /** @description RFC 3339, exclusive. */
                     until?: string;
                 };
                 header?: never;
@@ -253,7 +261,7 @@ export interface paths {
                         "application/json": components["schemas"]["MessagePage"];
                     };
                 };
-                /** @description Invalid filter (see `errors`) */
+                /** @description Malformed request: its JSON, a query parameter, or a header such as X-Tenant-Id (see `detail`, and `errors` per field) */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -451,14 +459,6 @@ export interface components {
         };
         /** @enum {string} */
         ChannelName: "email" | "sms";
-        Content: {
-            /** @description Email only. */
-            html?: string | null;
-            /** @description Email only; required for email. */
-            subject?: string | null;
-            /** @description Required for SMS; for email, `text` and/or `html`. */
-            text?: string | null;
-        };
         /** @description A page of `GET /v1/dead-letters`. */
         DeadLetterPage: {
             items: components["schemas"]["DeadLetterView"][];
@@ -484,16 +484,8 @@ export interface components {
             routing_key?: string | null;
             tenant_id?: string | null;
         };
-        /**
-         * @description How a form shows a field, and what JSON type the API accepts for it.
-         * @enum {string}
-         */
-        FieldType: "text" | "secret" | "select" | "number" | "bool";
-        Health: {
-            /** @example ok */
-            status: string;
-        };
-        MessageEvent: {
+        /** @description One step of a message's life. */
+        EventView: {
             /** Format: date-time */
             at: string;
             detail?: unknown;
@@ -505,6 +497,26 @@ export interface components {
              */
             type: string;
         };
+        /**
+         * @description How a form shows a field, and what JSON type the API accepts for it.
+         * @enum {string}
+         */
+        FieldType: "text" | "secret" | "select" | "number" | "bool";
+        /** @description `/healthz`: the process answers. */
+        Health: {
+            /** @example ok */
+            status: string;
+        };
+        /** @description What a message says. Email needs `subject` and `text` and/or `html`; SMS needs `text`. */
+        MessageContent: {
+            /** @description Email only. */
+            html?: string | null;
+            /** @description Email only; required for email. */
+            subject?: string | null;
+            /** @description Required for SMS; for email, `text` and/or `html`. */
+            text?: string | null;
+        };
+        /** @description A page of `GET /v1/messages`. */
         MessagePage: {
             items: components["schemas"]["MessageView"][];
             /** @description Pass as `cursor` for the next page; null on the last page. */
@@ -513,13 +525,14 @@ export interface components {
         /** @description A message and (on `GET /v1/messages/{id}`) its ordered events. */
         MessageView: {
             /** Format: int32 */
-            attempts?: number | null;
+            attempts: number;
             channel: components["schemas"]["ChannelName"];
             /** Format: date-time */
             completed_at?: string | null;
             /** Format: date-time */
-            created_at?: string | null;
-            events?: components["schemas"]["MessageEvent"][] | null;
+            created_at: string;
+            /** @description Only on `GET /v1/messages/{id}`. */
+            events?: components["schemas"]["EventView"][] | null;
             /** Format: uuid */
             id: string;
             idempotency_key?: string | null;
@@ -537,7 +550,7 @@ export interface components {
             /** Format: int64 */
             ttl_seconds?: number | null;
             /** Format: date-time */
-            updated_at?: string | null;
+            updated_at: string;
         };
         /** @description An error: RFC 9457 problem details (`application/problem+json`). */
         Problem: {
@@ -551,7 +564,7 @@ export interface components {
             /** @description Human-readable explanation (never internal details). */
             detail: string;
             /** @description For validation errors: every invalid field. */
-            errors?: components["schemas"]["ProblemField"][] | null;
+            errors?: components["schemas"]["ProblemField"][];
             /** Format: int32 */
             status: number;
             /**
@@ -565,6 +578,7 @@ export interface components {
              */
             type: string;
         };
+        /** @description One invalid field (a JSON path, a query parameter or a header) */
         ProblemField: {
             /** @example to */
             field: string;
@@ -719,15 +733,29 @@ export interface components {
             /** Format: date-time */
             updated_at: string;
         };
+        /** @description `/readyz`: each dependency, and whether all answer. */
         Readiness: {
-            /** @description `postgres`, `redis`, `rabbitmq`: `ok` or `unavailable`. */
-            checks: unknown;
-            /** @description `ready` or `not_ready`. */
+            checks: components["schemas"]["ReadinessChecks"];
+            /**
+             * @description `ready` or `not_ready`.
+             * @example ready
+             */
             status: string;
+        };
+        /** @description `ok` or `unavailable` for each dependency. */
+        ReadinessChecks: {
+            /** @example ok */
+            postgres: string;
+            /** @example ok */
+            rabbitmq: string;
+            /** @example ok */
+            redis: string;
         };
         /** @description Body of `POST /v1/dead-letters/replay`: `ids`, or `all: true`. */
         ReplayManyRequest: {
+            /** @description Every dead letter not replayed yet, oldest first, up to 500 per call. */
             all?: boolean | null;
+            /** @description Dead letter ids, at most 500. */
             ids?: number[] | null;
         };
         /** @description Answer of `POST /v1/dead-letters/replay`. */
@@ -741,13 +769,17 @@ export interface components {
             /** Format: int64 */
             dead_letter_id: number;
             detail: string;
-            /** Format: uuid */
+            /**
+             * Format: uuid
+             * @description Only when replayed.
+             */
             message_id?: string | null;
             /**
              * @description `replayed`, `already_replayed`, `message_not_failed`, `replay_in_progress`,
              *     `not_replayable`, `not_found` or `publish_failed`.
              */
             outcome: string;
+            /** @description `queued`, only when replayed. */
             status?: string | null;
         };
         /** @description `202`: accepted; delivery happens asynchronously. */
@@ -760,8 +792,11 @@ export interface components {
         /** @description Body of `POST /v1/send`. */
         SendRequest: {
             channel: components["schemas"]["ChannelName"];
-            content: components["schemas"]["Content"];
-            /** @description Any JSON, stored with the message and passed to providers that accept tags. */
+            content: components["schemas"]["MessageContent"];
+            /**
+             * @description A JSON object (at most 8 KiB), stored with the message and passed to providers that
+             *     accept tags.
+             */
             metadata?: unknown;
             /**
              * Format: uuid
@@ -779,15 +814,22 @@ export interface components {
              */
             ttl_seconds?: number | null;
         };
-        /** @description Answer to a delivery receipt. */
+        /** @description What one receipt did. */
         WebhookAck: {
             /**
              * Format: uuid
              * @description The message the receipt applied to (absent when ignored).
              */
-            message_id?: string | null;
+            message_id?: string;
             /** @description The message's status after the receipt, or `ignored` (an event not tracked). */
             status: string;
+        };
+        /**
+         * @description Answer to a delivery receipt: one receipt's result, or each one's for a provider that
+         *     posts several in one request.
+         */
+        WebhookAnswer: components["schemas"]["WebhookAck"] | {
+            applied: components["schemas"]["WebhookAck"][];
         };
     };
     responses: never;
@@ -909,7 +951,7 @@ export interface operations {
                     "application/json": components["schemas"]["ApiKeyCreated"];
                 };
             };
-            /** @description Malformed JSON or header */
+            /** @description Malformed request: its JSON, a query parameter, or a header such as X-Tenant-Id (see `detail`, and `errors` per field) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1004,6 +1046,15 @@ export interface operations {
                     "application/json": components["schemas"]["ReplayResult"];
                 };
             };
+            /** @description Malformed request: its JSON, a query parameter, or a header such as X-Tenant-Id (see `detail`, and `errors` per field) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Missing or invalid credentials */
             401: {
                 headers: {
@@ -1091,7 +1142,7 @@ export interface operations {
                     "application/json": components["schemas"]["ReplayManyResult"];
                 };
             };
-            /** @description Malformed JSON */
+            /** @description Malformed request: its JSON, a query parameter, or a header such as X-Tenant-Id (see `detail`, and `errors` per field) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1186,7 +1237,7 @@ export interface operations {
                     "application/json": components["schemas"]["MessageView"];
                 };
             };
-            /** @description Invalid X-Tenant-Id */
+            /** @description Malformed request: its JSON, a query parameter, or a header such as X-Tenant-Id (see `detail`, and `errors` per field) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1260,7 +1311,7 @@ export interface operations {
                     "application/json": components["schemas"]["ProviderKindList"];
                 };
             };
-            /** @description Invalid X-Tenant-Id */
+            /** @description Malformed request: its JSON, a query parameter, or a header such as X-Tenant-Id (see `detail`, and `errors` per field) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1325,7 +1376,7 @@ export interface operations {
                     "application/json": components["schemas"]["ProviderList"];
                 };
             };
-            /** @description Invalid X-Tenant-Id */
+            /** @description Malformed request: its JSON, a query parameter, or a header such as X-Tenant-Id (see `detail`, and `errors` per field) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1394,7 +1445,7 @@ export interface operations {
                     "application/json": components["schemas"]["ProviderView"];
                 };
             };
-            /** @description Malformed JSON or header */
+            /** @description Malformed request: its JSON, a query parameter, or a header such as X-Tenant-Id (see `detail`, and `errors` per field) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1498,7 +1549,7 @@ export interface operations {
                     "application/json": components["schemas"]["ProviderView"];
                 };
             };
-            /** @description Invalid X-Tenant-Id */
+            /** @description Malformed request: its JSON, a query parameter, or a header such as X-Tenant-Id (see `detail`, and `errors` per field) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1573,7 +1624,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Invalid X-Tenant-Id */
+            /** @description Malformed request: its JSON, a query parameter, or a header such as X-Tenant-Id (see `detail`, and `errors` per field) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1654,7 +1705,7 @@ export interface operations {
                     "application/json": components["schemas"]["ProviderView"];
                 };
             };
-            /** @description Malformed JSON or header */
+            /** @description Malformed request: its JSON, a query parameter, or a header such as X-Tenant-Id (see `detail`, and `errors` per field) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1772,7 +1823,7 @@ export interface operations {
                     "application/json": components["schemas"]["ProviderCheck"];
                 };
             };
-            /** @description Invalid X-Tenant-Id */
+            /** @description Malformed request: its JSON, a query parameter, or a header such as X-Tenant-Id (see `detail`, and `errors` per field) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1817,7 +1868,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A body that is not application/json */
+            /** @description Not application/json */
             415: {
                 headers: {
                     [name: string]: unknown;
@@ -1884,7 +1935,7 @@ export interface operations {
                     "application/json": components["schemas"]["SendAccepted"];
                 };
             };
-            /** @description Malformed JSON or header */
+            /** @description Malformed request: its JSON, a query parameter, or a header such as X-Tenant-Id (see `detail`, and `errors` per field) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1938,7 +1989,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Invalid fields (see `errors`); on /v1/send also an Idempotency-Key reused with another body */
+            /** @description Invalid fields (see `errors`), or an Idempotency-Key reused with another body */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -1987,7 +2038,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["WebhookAck"];
+                    "application/json": components["schemas"]["WebhookAnswer"];
                 };
             };
             /** @description Malformed or stale receipt */

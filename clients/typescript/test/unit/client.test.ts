@@ -259,11 +259,21 @@ test('listMessages walks every page by cursor and passes the filters', async () 
   );
   const ids: string[] = [];
   const since = new Date('2026-11-25T10:00:00Z');
-  for await (const m of client(fetch).listMessages({ status: 'sent', channel: 'sms', since, limit: 2 })) ids.push(m.id);
+  const filter = { status: 'sent', channel: 'sms', providerId: 'p1', to: '+14155550100', since, limit: 2 } as const;
+  for await (const m of client(fetch).listMessages(filter)) ids.push(m.id);
   assert.deepEqual(ids, ['a', 'b', 'c']);
   assert.equal(calls.length, 3);
   const q = calls.map((c) => Object.fromEntries(c.url.searchParams));
-  assert.deepEqual(q[0], { status: 'sent', channel: 'sms', since: '2026-11-25T10:00:00.000Z', limit: '2' });
+  assert.deepEqual(q[0], {
+    status: 'sent',
+    channel: 'sms',
+    provider_id: 'p1',
+    to: '+14155550100',
+    since: '2026-11-25T10:00:00.000Z',
+    limit: '2',
+  });
+  // The recipient's `+` travels encoded (a bare `+` would arrive as a space).
+  assert.match(calls[0]!.url.search, /to=%2B14155550100/);
   assert.equal(q[1]!.cursor, 'c1');
   assert.equal(q[2]!.cursor, 'c2');
 });
