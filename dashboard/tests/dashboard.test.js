@@ -130,7 +130,12 @@ describe('the tenant dashboard', { timeout: 10 * 60_000 }, () => {
     await shot('provider-form');
     await page.keyboard.press('Escape');
     await dialog.waitFor({ state: 'detached' });
-    assert.equal(await page.evaluate(() => document.activeElement?.textContent), '+ Add provider', 'focus returns to the opener');
+    // Focus returns to the opener (within a frame of the dialog closing).
+    await waitFor(
+      'focus to return to "+ Add provider"',
+      async () => (await page.evaluate(() => document.activeElement?.textContent)) === '+ Add provider',
+      2000,
+    );
 
     await addResendProvider({ name: 'resend-main', apiKey: stack.resendKeys.good, from: `Shop <hello@${stack.senderDomain}>` });
     const row = providerRow('resend-main');
