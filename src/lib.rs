@@ -13,6 +13,7 @@ pub mod crypto;
 pub mod dlq;
 pub mod domain;
 pub mod intake;
+pub mod notify;
 pub mod providers;
 pub mod queue;
 pub mod rotation;

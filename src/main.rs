@@ -232,8 +232,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             let pool = store::connect(&config.database.url, 2).await?;
             let report = communication::rotation::rotate(&pool, &config.keyring).await?;
             println!(
-                "re-encrypted {} provider rows under key {}",
+                "re-encrypted {} provider rows and {} webhook endpoints under key {}",
                 report.rotated,
+                report.webhook_endpoints,
                 config.keyring.active_key_id()
             );
         }

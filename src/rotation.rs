@@ -1,5 +1,6 @@
 //! `communication keys rotate`: re-encrypts every provider secret sealed under an older key,
-//! and every dead-letter body that is clear or sealed under an older key.
+//! every dead-letter body that is clear or sealed under an older key, and every webhook
+//! endpoint's signing secrets.
 //! Rows are read in pages and replaced only if unchanged since read (compare-and-swap), so it
 //! is safe to run while the service is up, and safe to run again.
 
@@ -14,6 +15,8 @@ pub struct RotationReport {
     pub rotated: usize,
     /// Dead-letter bodies sealed (clear ones) or re-sealed (under an older key).
     pub dead_letters_sealed: usize,
+    /// Webhook endpoints whose signing secrets were re-sealed.
+    pub webhook_endpoints: usize,
 }
 
 pub async fn rotate(pool: &PgPool, keyring: &Keyring) -> anyhow::Result<RotationReport> {
@@ -47,6 +50,8 @@ pub async fn rotate(pool: &PgPool, keyring: &Keyring) -> anyhow::Result<Rotation
         }
     }
     report.dead_letters_sealed = seal_dead_letter_bodies(pool, keyring).await?;
+    report.webhook_endpoints =
+        crate::notify::signing::reseal_endpoint_secrets(pool, keyring).await?;
     Ok(report)
 }
 

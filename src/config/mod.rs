@@ -68,6 +68,8 @@ pub struct Config {
     pub guard: GuardSettings,
     pub providers: ProviderSettings,
     pub telemetry: TelemetrySettings,
+    /// Suppression and status webhooks (`COMMUNICATION_SUPPRESSION_…`, `COMMUNICATION_WEBHOOK_…`).
+    pub notify: crate::notify::NotifySettings,
 }
 
 impl std::fmt::Debug for Config {
@@ -130,6 +132,8 @@ impl Config {
         let worker = WorkerTuning::read(&mut env);
         let guard = GuardSettings::read(&mut env, providers.timeout);
         let telemetry = TelemetrySettings::read(&mut env);
+        let (notify, problems) = crate::notify::NotifySettings::read(get);
+        env.problems.extend(problems);
         match keyring {
             Some(keyring) if env.problems.is_empty() => Ok(Config {
                 database,
@@ -143,6 +147,7 @@ impl Config {
                 guard,
                 providers,
                 telemetry,
+                notify,
             }),
             _ => Err(ConfigErrors(env.problems)),
         }

@@ -7,6 +7,7 @@ mod content;
 mod message;
 mod recipient;
 mod status;
+mod suppression;
 mod tenant;
 
 pub use content::{Content, MAX_EMAIL_BODY_BYTES, MAX_SMS_CHARS, MAX_SUBJECT_CHARS};
@@ -16,6 +17,7 @@ pub use message::{
 };
 pub use recipient::{EmailAddress, PhoneNumber, Recipient};
 pub use status::{EventKind, MessageStatus};
+pub use suppression::{SuppressionReason, normalize_recipient};
 pub use tenant::TenantId;
 
 use serde::{Deserialize, Serialize};

@@ -3,7 +3,8 @@ use serde::{Deserialize, Serialize};
 /// Where a message is in its life.
 ///
 /// `queued` → `sending` → `sent` → (`delivered` | `undelivered` | `bounced`), or `failed`, or
-/// `expired`. The worker treats every status from `sent` on as final: it never sends again.
+/// `expired`, or `suppressed` (the recipient is on the tenant's suppression list; no provider
+/// was called). The worker treats every status from `sent` on as final: it never sends again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MessageStatus {
@@ -15,6 +16,7 @@ pub enum MessageStatus {
     Bounced,
     Failed,
     Expired,
+    Suppressed,
 }
 
 impl MessageStatus {
@@ -28,6 +30,7 @@ impl MessageStatus {
             MessageStatus::Bounced => "bounced",
             MessageStatus::Failed => "failed",
             MessageStatus::Expired => "expired",
+            MessageStatus::Suppressed => "suppressed",
         }
     }
 
@@ -41,6 +44,7 @@ impl MessageStatus {
             "bounced" => MessageStatus::Bounced,
             "failed" => MessageStatus::Failed,
             "expired" => MessageStatus::Expired,
+            "suppressed" => MessageStatus::Suppressed,
             _ => return None,
         })
     }
@@ -73,6 +77,8 @@ pub enum EventKind {
     Complained,
     Failed,
     Expired,
+    /// The recipient is on the tenant's suppression list: no provider was called.
+    Suppressed,
     DeadLettered,
     /// An operator re-drove a dead letter: the message is `queued` again.
     Replayed,
@@ -94,6 +100,7 @@ impl EventKind {
             EventKind::Complained => "complained",
             EventKind::Failed => "failed",
             EventKind::Expired => "expired",
+            EventKind::Suppressed => "suppressed",
             EventKind::DeadLettered => "dead_lettered",
             EventKind::Replayed => "replayed",
             EventKind::Duplicate => "duplicate",

@@ -26,7 +26,7 @@ use crate::store::messages::{self as store, EventRow, MessageFilter, MessageRow}
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventView {
     /// accepted, attempt, retry_scheduled, failover, sent, delivered, undelivered, bounced,
-    /// failed, expired, dead_lettered.
+    /// failed, expired, suppressed, dead_lettered.
     pub r#type: String,
     pub provider_id: Option<Uuid>,
     pub detail: Option<Value>,
@@ -48,7 +48,7 @@ impl From<EventRow> for EventView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MessageView {
     pub id: Uuid,
-    /// queued, sending, sent, delivered, undelivered, bounced, failed, expired.
+    /// queued, sending, sent, delivered, undelivered, bounced, failed, expired, suppressed.
     pub status: String,
     #[schema(value_type = Channel)]
     pub channel: String,

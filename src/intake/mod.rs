@@ -15,6 +15,9 @@ pub mod provider_kinds;
 pub mod providers;
 pub mod query;
 pub mod send;
+pub mod suppressions;
+pub mod webhook_attempts;
+pub mod webhook_endpoints;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -118,6 +121,9 @@ pub fn documented_routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))
         .routes(routes!(openapi::openapi_json))
+        .merge(suppressions::routes())
+        .merge(webhook_endpoints::routes())
+        .merge(webhook_attempts::routes())
 }
 
 pub fn router(state: Arc<AppState>) -> Router {

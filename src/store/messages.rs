@@ -266,7 +266,7 @@ pub async fn apply_updates(
             last_error = COALESCE(u.last_error, m.last_error), \
             updated_at = now(), \
             sent_at = CASE WHEN u.status = 'sent' THEN now() ELSE m.sent_at END, \
-            completed_at = CASE WHEN u.status IN ('sent', 'failed', 'expired') THEN now() \
+            completed_at = CASE WHEN u.status IN ('sent', 'failed', 'expired', 'suppressed') THEN now() \
                                 ELSE m.completed_at END \
          FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::int[], $7::text[]) \
               AS u(id, status, provider_id, provider_kind, provider_message_id, attempts_inc, last_error) \

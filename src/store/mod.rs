@@ -8,6 +8,9 @@ pub mod dead_letter_bodies;
 pub mod dead_letters;
 pub mod messages;
 pub mod providers;
+pub mod suppressions;
+pub mod webhook_deliveries;
+pub mod webhook_endpoints;
 
 use std::time::Duration;
 

@@ -41,6 +41,8 @@ pub struct Deliverer {
     pub public_url: Option<String>,
     /// Circuit breakers and rate limits (see `guard`).
     pub guard: Arc<ProviderGuard>,
+    /// Recipients never sent to (see `suppression`).
+    pub suppressions: Arc<super::suppression::SuppressionList>,
 }
 
 /// What calling the provider at hand came to, before the policy decides.
@@ -107,6 +109,9 @@ impl Deliverer {
                 .await
                 .disposition();
         }
+        if let Some(suppressed) = self.end_if_suppressed(&env).await {
+            return suppressed;
+        }
         let state = RetryState::from_headers(headers);
         if let Some(waiting) = self.wait_until_due(&d, &state).await {
             return waiting;
@@ -153,6 +158,9 @@ impl Deliverer {
             };
             let token_reserved = token_held.take() == Some(provider.id);
             let mut tried = self.attempt(&d, provider, at, token_reserved).await;
+            if let Tried::Called { result: Err(e), .. } = &tried {
+                self.suppress_refused_recipient(&env, provider, e).await;
+            }
             let opened = match &mut tried {
                 Tried::Called { opened, .. } => opened.take(),
                 _ => None,

@@ -15,6 +15,7 @@ pub mod guard;
 pub mod policy;
 pub mod resolver;
 pub mod settle;
+pub mod suppression;
 pub mod writer;
 
 use std::sync::Arc;
@@ -103,7 +104,13 @@ pub async fn run(config: &Config, pool: PgPool, shutdown: CancellationToken) -> 
             &config.namespace,
             Some(config.redis.url.expose_secret()),
         )),
+        suppressions: Arc::new(suppression::SuppressionList::new(
+            pool.clone(),
+            config.notify.suppression_cache_ttl,
+        )),
     });
+    // Status webhooks: their own pool, connection and concurrency (see `notify::service`).
+    let webhooks = crate::notify::service::spawn(config, shutdown.clone())?;
     let concurrency = config.worker.concurrency;
     let permits = Arc::new(Semaphore::new(concurrency));
     const FIRST_BACKOFF: Duration = Duration::from_millis(200);
@@ -144,6 +151,7 @@ pub async fn run(config: &Config, pool: PgPool, shutdown: CancellationToken) -> 
     drop(writer);
     publisher.close().await;
     let _ = writer_task.await;
+    let _ = webhooks.await;
     Ok(())
 }
 

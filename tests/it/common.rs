@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use communication::config::Config;
+use communication::notify::topology::WebhookTopology;
 use communication::queue::Topology;
 use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
@@ -47,6 +48,7 @@ pub struct TestApp {
 struct LeftoverGuard {
     db_name: String,
     topology: Topology,
+    webhooks: WebhookTopology,
     shutdown: CancellationToken,
     removed: bool,
 }
@@ -60,12 +62,13 @@ impl Drop for LeftoverGuard {
         self.shutdown.cancel();
         let db_name = std::mem::take(&mut self.db_name);
         let topology = self.topology.clone();
+        let webhooks = self.webhooks.clone();
         let removal = std::thread::spawn(move || {
             if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
             {
-                runtime.block_on(remove_leftovers(&db_name, &topology));
+                runtime.block_on(remove_leftovers(&db_name, &topology, &webhooks));
             }
         });
         let _ = removal.join();
@@ -74,7 +77,7 @@ impl Drop for LeftoverGuard {
 
 /// Deletes a test's queues and exchanges, then its database (closing any connection to it).
 /// Never panics: it also runs while a failed test unwinds.
-async fn remove_leftovers(db_name: &str, topology: &Topology) {
+async fn remove_leftovers(db_name: &str, topology: &Topology, webhooks: &WebhookTopology) {
     if let Ok(Ok(conn)) = tokio::time::timeout(
         Duration::from_secs(10),
         Connection::connect(AMQP, ConnectionProperties::default()),
@@ -89,6 +92,10 @@ async fn remove_leftovers(db_name: &str, topology: &Topology) {
                 names.push(topology.delay_queue(c, *t));
             }
         }
+        names.extend(webhooks.queues());
+        let _ = ch
+            .exchange_delete(webhooks.exchange().into(), Default::default())
+            .await;
         for n in names {
             let _ = ch
                 .queue_delete(n.into(), QueueDeleteOptions::default())
@@ -185,6 +192,7 @@ impl TestApp {
         let leftovers = LeftoverGuard {
             db_name: db_name.clone(),
             topology: Topology::new(&namespace, &config.retry),
+            webhooks: WebhookTopology::new(&namespace, &config.notify.retry_schedule),
             shutdown: shutdown.clone(),
             removed: false,
         };
@@ -411,7 +419,7 @@ impl TestApp {
             let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
         }
         self.pool.close().await;
-        remove_leftovers(&self.db_name, &self.topology()).await;
+        remove_leftovers(&self.db_name, &self.topology(), &self.leftovers.webhooks).await;
         self.leftovers.removed = true;
     }
 }

@@ -711,3 +711,27 @@ impl Drop for BrokerProxy {
         self.task.abort();
     }
 }
+
+/// Removes the namespace's webhook queues and exchange (default retry schedule).
+pub async fn remove_webhook_topology(namespace: &str) {
+    let settings = communication::notify::NotifySettings::default();
+    let topology =
+        communication::notify::topology::WebhookTopology::new(namespace, &settings.retry_schedule);
+    let Ok(conn) = lapin::Connection::connect(
+        "amqp://guest:guest@127.0.0.1:5672/%2f",
+        lapin::ConnectionProperties::default(),
+    )
+    .await
+    else {
+        return;
+    };
+    if let Ok(ch) = conn.create_channel().await {
+        for n in topology.queues() {
+            let _ = ch.queue_delete(n.into(), Default::default()).await;
+        }
+        let _ = ch
+            .exchange_delete(topology.exchange().into(), Default::default())
+            .await;
+    }
+    let _ = conn.close(200, "done".into()).await;
+}

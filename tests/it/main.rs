@@ -8,6 +8,7 @@ mod email_support;
 mod log_capture;
 mod matchers;
 mod smtp_support;
+mod webhook_support;
 
 mod adapters_e2e;
 mod bench_smoke;
@@ -32,4 +33,8 @@ mod receipts_more_e2e;
 mod redis_down;
 mod secrets;
 mod smtp_e2e;
+mod suppression;
 mod unknown_outcome;
+mod webhook_endpoints;
+mod webhooks_crash;
+mod webhooks_out;
