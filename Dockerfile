@@ -1,3 +1,11 @@
+# The tenants' dashboard: a static build (dashboard/dist) that the release binary embeds.
+FROM node:20-bookworm-slim AS dashboard
+WORKDIR /dashboard
+COPY dashboard/package.json dashboard/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY dashboard/ ./
+RUN npm run build
+
 # Build: dependencies first (a cached layer that only Cargo.toml/Cargo.lock invalidate), then
 # the crate. The runtime image is Debian slim with CA roots, running as a non-root user.
 FROM rust:1.95-bookworm AS build
@@ -8,6 +16,7 @@ RUN mkdir src migrations && echo 'fn main() {}' > src/main.rs && touch src/lib.r
     && rm -rf src migrations
 COPY src src
 COPY migrations migrations
+COPY --from=dashboard /dashboard/dist dashboard/dist
 RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin communication
 
 FROM debian:bookworm-slim
