@@ -76,9 +76,82 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        /** List the tenant's active API keys, newest first */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description `next_cursor` of the previous page */
+                    cursor?: string;
+                    /** @description 1 to 200, default 100 */
+                    limit?: number;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description A page of keys (never the keys themselves) */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ApiKeyPage"];
+                    };
+                };
+                /** @description Invalid parameter (see `errors`) or X-Tenant-Id */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Missing or invalid credentials */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description The credentials may not do this */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Unexpected failure (details only in the service's log) */
+                500: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description A dependency is down; retry later (Retry-After) */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
+            };
+        };
         put?: never;
-        /** Create a tenant API key (service token only) */
+        /**
+         * Create a tenant API key
+         * @description A tenant key creates keys for its own tenant (a `tenant_id` of another tenant is refused); the service token names the tenant in `tenant_id` or `X-Tenant-Id`.
+         */
         post: {
             parameters: {
                 query?: never;
@@ -176,6 +249,26 @@ export interface paths {
             };
         };
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/api-keys/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Revoke one of the tenant's API keys
+         * @description The key is refused (401) from then on: at once on the replica that answered, within 30 s on the others (their lookup cache's lifetime).
+         */
+        delete: operations["revoke"];
         options?: never;
         head?: never;
         patch?: never;
@@ -586,6 +679,46 @@ export interface paths {
         put?: never;
         /** Accept a message for delivery */
         post: operations["send"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/stats": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Messages per hour or day by channel, status and provider; delivery rate and accept→sent percentiles per provider
+         * @description Counts messages in the bucket they were accepted in, under their current status and provider. Served from a rollup the worker keeps current, never a scan of the message log.
+         */
+        get: operations["stats"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/stats/providers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Each provider's health: circuit breaker, delivery rate and latency over the last hour and day
+         * @description Every provider of the tenant, and the platform's providers that handled its messages in the last day. The last test result is in `GET /v1/providers`.
+         */
+        get: operations["provider_health"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -1095,10 +1228,10 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
-        /** @description Body of `POST /v1/api-keys` (service token only). */
+        /** @description Body of `POST /v1/api-keys`. */
         ApiKeyCreate: {
             name?: string | null;
-            /** @description Defaults to the `X-Tenant-Id` header. */
+            /** @description Defaults to the `X-Tenant-Id` header (service token) or the key's own tenant. */
             tenant_id?: string | null;
         };
         /** @description The new key; `key` is shown only in this response. */
@@ -1109,6 +1242,29 @@ export interface components {
             name?: string | null;
             prefix: string;
             tenant_id: string;
+        };
+        ApiKeyPage: {
+            items: components["schemas"]["ApiKeyView"][];
+            /** @description Pass as `cursor` for the next page; `null` on the last. */
+            next_cursor?: string | null;
+        };
+        /** @description One of a tenant's keys as listed: never the key or its hash. */
+        ApiKeyView: {
+            /** Format: date-time */
+            created_at: string;
+            /** Format: uuid */
+            id: string;
+            /**
+             * Format: date-time
+             * @description When the key last authenticated a request, to about a minute; `null` if never.
+             */
+            last_used_at?: string | null;
+            name?: string | null;
+            /**
+             * @description The key's first characters (`lsc_` and six more), to recognise it by.
+             * @example lsc_ab12cd
+             */
+            prefix: string;
         };
         /** @description One request to an endpoint. */
         Attempt: {
@@ -1147,6 +1303,31 @@ export interface components {
             /** @description Pass as `cursor` for the next page; `null` on the last. */
             next_cursor?: string | null;
         };
+        /**
+         * @description Where a breaker stands.
+         * @enum {string}
+         */
+        BreakerState: "closed" | "open" | "half_open";
+        /** @description A breaker as read from Redis. */
+        BreakerView: {
+            /**
+             * Format: int32
+             * @description Consecutive failures counted.
+             */
+            failures: number;
+            state: components["schemas"]["BreakerState"];
+            /**
+             * Format: date-time
+             * @description Open: when a probe will be let through. Half-open: when the running probe lapses
+             *     (`null` while nobody probes). Closed: `null`.
+             */
+            until?: string | null;
+        };
+        /**
+         * @description Width of a stats bucket (UTC).
+         * @enum {string}
+         */
+        BucketWidth: "hour" | "day";
         /** @enum {string} */
         ChannelName: "email" | "sms";
         /** @description A page of `GET /v1/dead-letters`. */
@@ -1255,6 +1436,32 @@ export interface components {
         Health: {
             /** @example ok */
             status: string;
+        };
+        /** @description A provider's figures over a recent window. */
+        HealthWindow: {
+            /** Format: double */
+            delivery_rate?: number | null;
+            /** Format: int64 */
+            p50_ms?: number | null;
+            /** Format: int64 */
+            p95_ms?: number | null;
+            /**
+             * Format: int64
+             * @description Messages accepted in the window that the provider handled.
+             */
+            total: number;
+        };
+        /** @description Accept → sent latency percentiles, in milliseconds, from a fixed histogram. */
+        LatencyPercentiles: {
+            /** Format: int64 */
+            p50: number;
+            /** Format: int64 */
+            p95: number;
+            /**
+             * Format: int64
+             * @description Messages sent that the figures are drawn from.
+             */
+            samples: number;
         };
         /** @description What a message says. Email needs `subject` and `text` and/or `html`; SMS needs `text`. */
         MessageContent: {
@@ -1381,6 +1588,26 @@ export interface components {
              */
             priority?: number | null;
         };
+        /** @description A provider's health at a glance. */
+        ProviderHealth: {
+            breaker?: components["schemas"]["BreakerView"] | null;
+            channel: string;
+            kind: string;
+            /** @description Messages accepted in the last 24 clock hours (and the current one). */
+            last_day: components["schemas"]["HealthWindow"];
+            /** @description Messages accepted in the current and the previous clock hour. */
+            last_hour: components["schemas"]["HealthWindow"];
+            name: string;
+            /** @description The operator's default provider rather than one of the tenant's. */
+            platform: boolean;
+            /** Format: uuid */
+            provider_id: string;
+        };
+        ProviderHealthPage: {
+            items: components["schemas"]["ProviderHealth"][];
+            /** @description Always `null`: every provider is on the one page. */
+            next_cursor?: string | null;
+        };
         /** @description One field of a kind's `config`. */
         ProviderKindField: {
             /** @description A value that passes validation, in the field's type (string, number or boolean). */
@@ -1433,6 +1660,28 @@ export interface components {
             name?: string | null;
             /** Format: int64 */
             priority?: number | null;
+        };
+        /** @description What one provider did with the tenant's messages in the range. */
+        ProviderStats: {
+            by_status: {
+                [key: string]: number;
+            };
+            channel: string;
+            /**
+             * Format: double
+             * @description (sent + delivered) / finished messages, 0–1; `null` while none is finished.
+             */
+            delivery_rate?: number | null;
+            kind?: string | null;
+            latency_ms?: components["schemas"]["LatencyPercentiles"] | null;
+            /** @description `null` when the provider was deleted. */
+            name?: string | null;
+            /** @description The operator's default provider rather than one of the tenant's. */
+            platform: boolean;
+            /** Format: uuid */
+            provider_id: string;
+            /** Format: int64 */
+            total: number;
         };
         /**
          * @description The test message of `send_to`: queued (follow it with `GET /v1/messages/{id}`), or
@@ -1580,6 +1829,65 @@ export interface components {
              * @description After this many seconds the message is `expired` instead of sent.
              */
             ttl_seconds?: number | null;
+        };
+        /** @description Messages accepted in one bucket, under their current status. */
+        StatsBucket: {
+            /** @description Channel → messages. */
+            by_channel: {
+                [key: string]: number;
+            };
+            /** @description Status → messages (statuses with none are absent). */
+            by_status: {
+                [key: string]: number;
+            };
+            /** Format: date-time */
+            start: string;
+            /** Format: int64 */
+            total: number;
+        };
+        /** @description One cell of the full breakdown. */
+        StatsCount: {
+            channel: string;
+            /** Format: int64 */
+            count: number;
+            /**
+             * Format: uuid
+             * @description `null`: no provider has handled these messages (queued, suppressed, expired early).
+             */
+            provider_id?: string | null;
+            /** Format: date-time */
+            start: string;
+            status: string;
+        };
+        /** @description `GET /v1/stats`. */
+        StatsReport: {
+            bucket: components["schemas"]["BucketWidth"];
+            /** @description Every bucket of the range, in order, zero-filled. */
+            buckets: components["schemas"]["StatsBucket"][];
+            /** @description Non-zero counts by bucket, channel, status and provider. */
+            counts: components["schemas"]["StatsCount"][];
+            providers: components["schemas"]["ProviderStats"][];
+            /**
+             * Format: date-time
+             * @description Start of the first bucket (the requested `since`, rounded down).
+             */
+            since: string;
+            totals: components["schemas"]["StatsTotals"];
+            /**
+             * Format: date-time
+             * @description End of the last bucket, exclusive (the requested `until`, rounded up).
+             */
+            until: string;
+        };
+        StatsTotals: {
+            by_channel: {
+                [key: string]: number;
+            };
+            by_status: {
+                [key: string]: number;
+            };
+            /** Format: int64 */
+            total: number;
         };
         /** @description One suppressed recipient. */
         Suppression: {
@@ -1734,6 +2042,81 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Readiness"];
+                };
+            };
+        };
+    };
+    revoke: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The key's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Revoked */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Invalid X-Tenant-Id */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credentials may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such active key for this tenant */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected failure (details only in the service's log) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency is down; retry later (Retry-After) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
@@ -2627,6 +3010,143 @@ export interface operations {
             };
             /** @description Invalid fields (see `errors`), or an Idempotency-Key reused with another body */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected failure (details only in the service's log) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency is down; retry later (Retry-After) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    stats: {
+        parameters: {
+            query?: {
+                /** @description `hour` or `day` (default); UTC. At most 400 buckets */
+                bucket?: string;
+                /** @description RFC 3339; rounded down to its bucket. Default: `until` minus 7 days (day) or 24 hours (hour) */
+                since?: string;
+                /** @description RFC 3339, exclusive; rounded up to a bucket boundary. Default: now */
+                until?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The tenant's stats */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StatsReport"];
+                };
+            };
+            /** @description Invalid parameter (see `errors`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credentials may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected failure (details only in the service's log) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency is down; retry later (Retry-After) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    provider_health: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Provider health */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProviderHealthPage"];
+                };
+            };
+            /** @description Invalid X-Tenant-Id */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credentials may not do this */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
