@@ -7,6 +7,7 @@
 mod connections;
 mod delivery;
 mod env;
+mod notify;
 mod service;
 #[cfg(test)]
 mod tests;
@@ -18,6 +19,7 @@ use crate::crypto::Keyring;
 pub use connections::{AmqpSettings, DatabaseSettings, RedisSettings};
 pub use delivery::{GuardSettings, RetryPolicy, WorkerTuning};
 pub use env::Lookup;
+pub use notify::{NotifySettings, parse_duration};
 pub use service::{IntakeSettings, ProviderBases, ProviderSettings, TelemetrySettings};
 
 /// One problem with one variable.
@@ -69,7 +71,7 @@ pub struct Config {
     pub providers: ProviderSettings,
     pub telemetry: TelemetrySettings,
     /// Suppression and status webhooks (`COMMUNICATION_SUPPRESSION_…`, `COMMUNICATION_WEBHOOK_…`).
-    pub notify: crate::notify::NotifySettings,
+    pub notify: NotifySettings,
 }
 
 impl std::fmt::Debug for Config {
@@ -132,7 +134,7 @@ impl Config {
         let worker = WorkerTuning::read(&mut env);
         let guard = GuardSettings::read(&mut env, providers.timeout);
         let telemetry = TelemetrySettings::read(&mut env);
-        let (notify, problems) = crate::notify::NotifySettings::read(get);
+        let (notify, problems) = NotifySettings::read(get);
         env.problems.extend(problems);
         match keyring {
             Some(keyring) if env.problems.is_empty() => Ok(Config {

@@ -17,9 +17,8 @@ pub mod events;
 pub mod relay;
 pub mod sender;
 pub mod service;
-mod settings;
 pub mod signing;
 pub mod target;
 pub mod topology;
 
-pub use settings::{NotifySettings, parse_duration};
+pub use crate::config::{NotifySettings, parse_duration};

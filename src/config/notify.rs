@@ -1,9 +1,9 @@
-//! Settings of suppression and status webhooks (`COMMUNICATION_SUPPRESSION_…`,
+//! Settings of suppression and status webhooks (the `notify` room) (`COMMUNICATION_SUPPRESSION_…`,
 //! `COMMUNICATION_WEBHOOK_…`), read with the rest of the configuration.
 
 use std::time::Duration;
 
-use crate::config::{ConfigError, Lookup};
+use super::{ConfigError, Lookup};
 
 /// Typed settings of this area; see the README's configuration table.
 #[derive(Debug, Clone, PartialEq, Eq)]
