@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::auth::{Caller, generate_api_key};
-use super::error::{ApiError, ApiErrors, BodyErrors};
+use super::error::{ApiError, ApiErrors, BodyErrors, Problem};
 use super::json::{JsonBody, RequestFields};
 use crate::domain::{FieldError, TenantId};
 
@@ -183,11 +183,7 @@ fn decode_cursor(s: &str) -> Option<(DateTime<Utc>, Uuid)> {
     ),
     responses(
         (status = 200, description = "A page of keys (never the keys themselves)", body = ApiKeyPage),
-        (status = 400, description = "Invalid parameter (see `errors`) or X-Tenant-Id", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid credentials", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The credentials may not do this", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Unexpected failure (details only in the service's log)", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is down; retry later (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")
+        ApiErrors,
     )
 )]
 pub async fn list(
@@ -251,12 +247,8 @@ pub async fn list(
     params(("id" = Uuid, Path, description = "The key's id")),
     responses(
         (status = 204, description = "Revoked"),
-        (status = 400, description = "Invalid X-Tenant-Id", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid credentials", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The credentials may not do this", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such active key for this tenant", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Unexpected failure (details only in the service's log)", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is down; retry later (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")
+        ApiErrors,
+        (status = 404, description = "No such active key for this tenant", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn revoke(

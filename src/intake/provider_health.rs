@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::auth::Caller;
-use super::error::ApiError;
+use super::error::{ApiError, ApiErrors};
 use super::stats::{add, delivery_rate, percentiles, sum_histograms};
 use crate::guard_state::{self, BreakerView};
 use crate::store::stats::{self as store, Grain, ProviderLabel};
@@ -96,11 +96,7 @@ async fn window(
                    messages in the last day. The last test result is in `GET /v1/providers`.",
     responses(
         (status = 200, description = "Provider health", body = ProviderHealthPage),
-        (status = 400, description = "Invalid X-Tenant-Id", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid credentials", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The credentials may not do this", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Unexpected failure (details only in the service's log)", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is down; retry later (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")
+        ApiErrors,
     )
 )]
 pub async fn provider_health(

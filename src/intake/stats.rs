@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::auth::Caller;
-use super::error::ApiError;
+use super::error::{ApiError, ApiErrors};
 use crate::domain::FieldError;
 use crate::store::stats::{self as store, Grain, NO_PROVIDER};
 
@@ -269,11 +269,7 @@ fn problem(errors: Vec<FieldError>) -> ApiError {
     ),
     responses(
         (status = 200, description = "The tenant's stats", body = StatsReport),
-        (status = 400, description = "Invalid parameter (see `errors`)", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid credentials", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The credentials may not do this", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Unexpected failure (details only in the service's log)", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is down; retry later (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")
+        ApiErrors,
     )
 )]
 pub async fn stats(

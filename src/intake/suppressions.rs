@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::auth::Caller;
-use super::error::ApiError;
+use super::error::{ApiError, ApiErrors, BodyErrors, NotFoundError};
 use super::json::{JsonBody, RequestFields};
 use crate::domain::{Channel, FieldError, Recipient, SuppressionReason, normalize_recipient};
 use crate::store::suppressions::{
@@ -123,11 +123,7 @@ fn decode_cursor(s: &str) -> Option<(DateTime<Utc>, Uuid)> {
     ),
     responses(
         (status = 200, description = "A page of suppressions", body = SuppressionPage),
-        (status = 400, description = "Invalid filter (see `errors`)", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid credentials", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is down; retry later (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The credentials may not do this", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Unexpected failure (details only in the service's log)", body = super::openapi::Problem, content_type = "application/problem+json")
+        ApiErrors,
     )
 )]
 pub async fn list(
@@ -200,14 +196,8 @@ pub async fn list(
     responses(
         (status = 201, description = "Suppressed", body = Suppression),
         (status = 200, description = "Already suppressed: the existing entry", body = Suppression),
-        (status = 400, description = "Malformed JSON", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid credentials", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields (see `errors`)", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is down; retry later (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The credentials may not do this", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Unexpected failure (details only in the service's log)", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not application/json", body = super::openapi::Problem, content_type = "application/problem+json")
+        ApiErrors,
+        BodyErrors,
     )
 )]
 pub async fn create(
@@ -271,11 +261,8 @@ pub async fn create(
     params(("id" = Uuid, Path, description = "The suppression's id")),
     responses(
         (status = 204, description = "Removed"),
-        (status = 401, description = "Missing or invalid credentials", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such suppression for this tenant", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is down; retry later (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The credentials may not do this", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Unexpected failure (details only in the service's log)", body = super::openapi::Problem, content_type = "application/problem+json")
+        ApiErrors,
+        NotFoundError,
     )
 )]
 pub async fn delete(

@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::auth::Caller;
-use super::error::ApiError;
+use super::error::{ApiError, ApiErrors, NotFoundError, Problem};
 use super::webhook_endpoints::load;
 use crate::domain::FieldError;
 use crate::store::webhook_deliveries::{self as store, AttemptRow};
@@ -117,12 +117,8 @@ fn decode_cursor(s: &str) -> Option<(DateTime<Utc>, Uuid)> {
     ),
     responses(
         (status = 200, description = "A page of attempts", body = AttemptPage),
-        (status = 400, description = "Invalid cursor or limit", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid credentials", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such endpoint for this tenant", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The credentials may not do this", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Unexpected failure (details only in the service's log)", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is down; retry later (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")
+        ApiErrors,
+        NotFoundError,
     )
 )]
 pub async fn list(
@@ -186,12 +182,9 @@ pub async fn list(
     ),
     responses(
         (status = 202, description = "Queued", body = RetryQueued),
-        (status = 401, description = "Missing or invalid credentials", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such endpoint or attempt for this tenant", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The endpoint is disabled; enable it first", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The credentials may not do this", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Unexpected failure (details only in the service's log)", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is down; retry later (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")
+        ApiErrors,
+        (status = 404, description = "No such endpoint or attempt for this tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The endpoint is disabled; enable it first", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn retry(

@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::auth::Caller;
-use super::error::ApiError;
+use super::error::{ApiError, ApiErrors, BodyErrors, NotFoundError, Problem};
 use super::json::{JsonBody, RequestFields};
 use crate::domain::FieldError;
 use crate::notify::events::EventType;
@@ -204,15 +204,10 @@ async fn check_url(state: &AppState, url: &str, errors: &mut Vec<FieldError>) ->
     request_body = EndpointCreate,
     responses(
         (status = 201, description = "Created, with the `whsec_…` secret", body = EndpointCreated),
-        (status = 401, description = "Missing or invalid credentials", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The tenant has the most endpoints allowed", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields, e.g. a URL that is not public https (see `errors`)", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is down; retry later (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The credentials may not do this", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Unexpected failure (details only in the service's log)", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 400, description = "Malformed JSON, or an invalid query (see `errors`)", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not application/json", body = super::openapi::Problem, content_type = "application/problem+json")
+        ApiErrors,
+        BodyErrors,
+        (status = 409, description = "The tenant has the most endpoints allowed", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, e.g. a URL that is not public https (see `errors`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn create(
@@ -270,10 +265,7 @@ pub async fn create(
     summary = "List the tenant's webhook endpoints",
     responses(
         (status = 200, description = "Every endpoint, oldest first", body = EndpointList),
-        (status = 401, description = "Missing or invalid credentials", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is down; retry later (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The credentials may not do this", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Unexpected failure (details only in the service's log)", body = super::openapi::Problem, content_type = "application/problem+json")
+        ApiErrors,
     )
 )]
 pub async fn list(
@@ -298,11 +290,8 @@ pub async fn list(
     params(("id" = Uuid, Path, description = "The endpoint's id")),
     responses(
         (status = 200, description = "The endpoint", body = Endpoint),
-        (status = 401, description = "Missing or invalid credentials", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such endpoint for this tenant", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The credentials may not do this", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Unexpected failure (details only in the service's log)", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is down; retry later (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")
+        ApiErrors,
+        NotFoundError,
     )
 )]
 pub async fn get(
@@ -336,15 +325,9 @@ pub(super) async fn load(
     request_body = EndpointPatch,
     responses(
         (status = 200, description = "The changed endpoint", body = Endpoint),
-        (status = 401, description = "Missing or invalid credentials", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such endpoint for this tenant", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields (see `errors`)", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The credentials may not do this", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Unexpected failure (details only in the service's log)", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is down; retry later (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 400, description = "Malformed JSON, or an invalid query (see `errors`)", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not application/json", body = super::openapi::Problem, content_type = "application/problem+json")
+        ApiErrors,
+        BodyErrors,
+        NotFoundError,
     )
 )]
 pub async fn patch(
@@ -387,11 +370,8 @@ pub async fn patch(
     params(("id" = Uuid, Path, description = "The endpoint's id")),
     responses(
         (status = 204, description = "Removed"),
-        (status = 401, description = "Missing or invalid credentials", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such endpoint for this tenant", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The credentials may not do this", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Unexpected failure (details only in the service's log)", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is down; retry later (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")
+        ApiErrors,
+        NotFoundError,
     )
 )]
 pub async fn delete(
@@ -418,11 +398,8 @@ pub async fn delete(
     params(("id" = Uuid, Path, description = "The endpoint's id")),
     responses(
         (status = 200, description = "The new secret, shown only here", body = SecretRotated),
-        (status = 401, description = "Missing or invalid credentials", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such endpoint for this tenant", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The credentials may not do this", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Unexpected failure (details only in the service's log)", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is down; retry later (Retry-After)", body = super::openapi::Problem, content_type = "application/problem+json")
+        ApiErrors,
+        NotFoundError,
     )
 )]
 pub async fn rotate_secret(
