@@ -100,7 +100,7 @@ export interface paths {
                         "application/json": components["schemas"]["ApiKeyPage"];
                     };
                 };
-                /** @description Invalid parameter (see `errors`) or X-Tenant-Id */
+                /** @description Malformed request: its JSON, a query parameter, or a header such as X-Tenant-Id (see `detail`, and `errors` per field) */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -770,7 +770,7 @@ export interface paths {
                         "application/json": components["schemas"]["Suppression"];
                     };
                 };
-                /** @description Malformed JSON */
+                /** @description Malformed request: its JSON, a query parameter, or a header such as X-Tenant-Id (see `detail`, and `errors` per field) */
                 400: {
                     headers: {
                         [name: string]: unknown;
@@ -880,6 +880,15 @@ export interface paths {
                     };
                     content?: never;
                 };
+                /** @description Malformed request: its JSON, a query parameter, or a header such as X-Tenant-Id (see `detail`, and `errors` per field) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
                 /** @description Missing or invalid credentials */
                 401: {
                     headers: {
@@ -898,7 +907,7 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
-                /** @description No such suppression for this tenant */
+                /** @description No such resource for this tenant */
                 404: {
                     headers: {
                         [name: string]: unknown;
@@ -956,6 +965,15 @@ export interface paths {
                     };
                     content: {
                         "application/json": components["schemas"]["EndpointList"];
+                    };
+                };
+                /** @description Malformed request: its JSON, a query parameter, or a header such as X-Tenant-Id (see `detail`, and `errors` per field) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
                 /** @description Missing or invalid credentials */
@@ -1034,6 +1052,15 @@ export interface paths {
                         "application/json": components["schemas"]["Endpoint"];
                     };
                 };
+                /** @description Malformed request: its JSON, a query parameter, or a header such as X-Tenant-Id (see `detail`, and `errors` per field) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
                 /** @description Missing or invalid credentials */
                 401: {
                     headers: {
@@ -1052,7 +1079,7 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
-                /** @description No such endpoint for this tenant */
+                /** @description No such resource for this tenant */
                 404: {
                     headers: {
                         [name: string]: unknown;
@@ -1103,6 +1130,15 @@ export interface paths {
                     };
                     content?: never;
                 };
+                /** @description Malformed request: its JSON, a query parameter, or a header such as X-Tenant-Id (see `detail`, and `errors` per field) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/problem+json": components["schemas"]["Problem"];
+                    };
+                };
                 /** @description Missing or invalid credentials */
                 401: {
                     headers: {
@@ -1121,7 +1157,7 @@ export interface paths {
                         "application/problem+json": components["schemas"]["Problem"];
                     };
                 };
-                /** @description No such endpoint for this tenant */
+                /** @description No such resource for this tenant */
                 404: {
                     headers: {
                         [name: string]: unknown;
@@ -2065,7 +2101,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Invalid X-Tenant-Id */
+            /** @description Malformed request: its JSON, a query parameter, or a header such as X-Tenant-Id (see `detail`, and `errors` per field) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3062,7 +3098,7 @@ export interface operations {
                     "application/json": components["schemas"]["StatsReport"];
                 };
             };
-            /** @description Invalid parameter (see `errors`) */
+            /** @description Malformed request: its JSON, a query parameter, or a header such as X-Tenant-Id (see `detail`, and `errors` per field) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3127,7 +3163,7 @@ export interface operations {
                     "application/json": components["schemas"]["ProviderHealthPage"];
                 };
             };
-            /** @description Invalid X-Tenant-Id */
+            /** @description Malformed request: its JSON, a query parameter, or a header such as X-Tenant-Id (see `detail`, and `errors` per field) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3201,7 +3237,7 @@ export interface operations {
                     "application/json": components["schemas"]["SuppressionPage"];
                 };
             };
-            /** @description Invalid filter (see `errors`) */
+            /** @description Malformed request: its JSON, a query parameter, or a header such as X-Tenant-Id (see `detail`, and `errors` per field) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3270,7 +3306,7 @@ export interface operations {
                     "application/json": components["schemas"]["EndpointCreated"];
                 };
             };
-            /** @description Malformed JSON, or an invalid query (see `errors`) */
+            /** @description Malformed request: its JSON, a query parameter, or a header such as X-Tenant-Id (see `detail`, and `errors` per field) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3378,7 +3414,7 @@ export interface operations {
                     "application/json": components["schemas"]["Endpoint"];
                 };
             };
-            /** @description Malformed JSON, or an invalid query (see `errors`) */
+            /** @description Malformed request: its JSON, a query parameter, or a header such as X-Tenant-Id (see `detail`, and `errors` per field) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3405,7 +3441,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such endpoint for this tenant */
+            /** @description No such resource for this tenant */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -3487,7 +3523,7 @@ export interface operations {
                     "application/json": components["schemas"]["AttemptPage"];
                 };
             };
-            /** @description Invalid cursor or limit */
+            /** @description Malformed request: its JSON, a query parameter, or a header such as X-Tenant-Id (see `detail`, and `errors` per field) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3514,7 +3550,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such endpoint for this tenant */
+            /** @description No such resource for this tenant */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -3564,6 +3600,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["RetryQueued"];
+                };
+            };
+            /** @description Malformed request: its JSON, a query parameter, or a header such as X-Tenant-Id (see `detail`, and `errors` per field) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description Missing or invalid credentials */
@@ -3643,6 +3688,15 @@ export interface operations {
                     "application/json": components["schemas"]["SecretRotated"];
                 };
             };
+            /** @description Malformed request: its JSON, a query parameter, or a header such as X-Tenant-Id (see `detail`, and `errors` per field) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Missing or invalid credentials */
             401: {
                 headers: {
@@ -3661,7 +3715,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description No such endpoint for this tenant */
+            /** @description No such resource for this tenant */
             404: {
                 headers: {
                     [name: string]: unknown;
