@@ -54,6 +54,7 @@ pub struct ApiKeyCreated {
 #[utoipa::path(
     post,
     path = "/v1/api-keys",
+    operation_id = "create_api_key",
     tag = "api-keys",
     summary = "Create a tenant API key",
     description = "A tenant key creates keys for its own tenant (a `tenant_id` of another \
@@ -175,6 +176,7 @@ fn decode_cursor(s: &str) -> Option<(DateTime<Utc>, Uuid)> {
 #[utoipa::path(
     get,
     path = "/v1/api-keys",
+    operation_id = "list_api_keys",
     tag = "api-keys",
     summary = "List the tenant's active API keys, newest first",
     params(
@@ -240,6 +242,7 @@ pub async fn list(
 #[utoipa::path(
     delete,
     path = "/v1/api-keys/{id}",
+    operation_id = "revoke_api_key",
     tag = "api-keys",
     summary = "Revoke one of the tenant's API keys",
     description = "The key is refused (401) from then on: at once on the replica that \

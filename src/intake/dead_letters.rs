@@ -192,6 +192,7 @@ impl DeadLetterQuery {
 #[utoipa::path(
     get,
     path = "/v1/dead-letters",
+    operation_id = "list_dead_letters",
     tag = "dead-letters",
     summary = "List dead letters, newest first (operators)",
     params(DeadLetterQuery),
@@ -266,6 +267,7 @@ impl ReplayResult {
 #[utoipa::path(
     post,
     path = "/v1/dead-letters/{id}/replay",
+    operation_id = "replay_dead_letter",
     tag = "dead-letters",
     summary = "Re-drive one dead letter (operators)",
     params(("id" = i64, Path, description = "The dead letter id")),
@@ -352,6 +354,7 @@ pub struct ReplayManyResult {
 #[utoipa::path(
     post,
     path = "/v1/dead-letters/replay",
+    operation_id = "replay_dead_letters",
     tag = "dead-letters",
     summary = "Re-drive several dead letters (operators)",
     request_body = ReplayManyRequest,

@@ -43,6 +43,7 @@ pub struct ReadinessChecks {
 #[utoipa::path(
     get,
     path = "/healthz",
+    operation_id = "healthz",
     tag = "operations",
     summary = "Liveness",
     security(()),
@@ -57,6 +58,7 @@ pub async fn healthz() -> Response {
 #[utoipa::path(
     get,
     path = "/readyz",
+    operation_id = "readyz",
     tag = "operations",
     summary = "Readiness: Postgres, Redis and RabbitMQ reachable",
     security(()),
@@ -112,6 +114,7 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 #[utoipa::path(
     get,
     path = "/metrics",
+    operation_id = "metrics",
     tag = "operations",
     summary = "Prometheus metrics",
     security(()),

@@ -128,6 +128,7 @@ pub struct MessagePage {
 #[utoipa::path(
     get,
     path = "/v1/messages/{id}",
+    operation_id = "get_message",
     tag = "messages",
     summary = "A message with its events",
     params(("id" = Uuid, Path, description = "The resource id")),
@@ -309,6 +310,7 @@ fn recipient_filter(channel: Option<Channel>, to: &str) -> Result<String, String
 #[utoipa::path(
     get,
     path = "/v1/messages",
+    operation_id = "list_messages",
     tag = "messages",
     summary = "List messages, newest first",
     params(MessageQuery),

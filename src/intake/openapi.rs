@@ -96,6 +96,7 @@ pub fn document_json() -> &'static str {
 #[utoipa::path(
     get,
     path = "/openapi.json",
+    operation_id = "get_openapi_document",
     tag = "operations",
     security(()),
     responses((status = 200, description = "The OpenAPI document", content_type = "application/json"))

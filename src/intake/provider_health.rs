@@ -90,6 +90,7 @@ async fn window(
 #[utoipa::path(
     get,
     path = "/v1/stats/providers",
+    operation_id = "get_provider_health",
     tag = "stats",
     summary = "Each provider's health: circuit breaker, delivery rate and latency over the last hour and day",
     description = "Every provider of the tenant, and the platform's providers that handled its \

@@ -255,6 +255,7 @@ pub(super) async fn publish_send(
 #[utoipa::path(
     post,
     path = "/v1/send",
+    operation_id = "send_message",
     tag = "send",
     summary = "Accept a message for delivery",
     request_body = SendRequest,

@@ -257,6 +257,7 @@ fn problem(errors: Vec<FieldError>) -> ApiError {
 #[utoipa::path(
     get,
     path = "/v1/stats",
+    operation_id = "get_stats",
     tag = "stats",
     summary = "Messages per hour or day by channel, status and provider; delivery rate and accept→sent percentiles per provider",
     description = "Counts messages in the bucket they were accepted in, under their current \

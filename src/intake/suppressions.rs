@@ -110,8 +110,6 @@ fn decode_cursor(s: &str) -> Option<(DateTime<Utc>, Uuid)> {
 #[utoipa::path(
     get,
     path = "/v1/suppressions",
-    operation_id = "delete_suppression",
-    operation_id = "create_suppression",
     operation_id = "list_suppressions",
     tag = "suppressions",
     summary = "List the tenant's suppressed recipients, newest first",
@@ -188,6 +186,7 @@ pub async fn list(
 #[utoipa::path(
     post,
     path = "/v1/suppressions",
+    operation_id = "create_suppression",
     tag = "suppressions",
     summary = "Suppress a recipient by hand",
     description = "201 with the new entry; when the recipient is already suppressed, 200 with \
@@ -256,6 +255,7 @@ pub async fn create(
 #[utoipa::path(
     delete,
     path = "/v1/suppressions/{id}",
+    operation_id = "delete_suppression",
     tag = "suppressions",
     summary = "Remove a suppression: later sends to the recipient go out again",
     params(("id" = Uuid, Path, description = "The suppression's id")),

@@ -106,7 +106,6 @@ fn decode_cursor(s: &str) -> Option<(DateTime<Utc>, Uuid)> {
 #[utoipa::path(
     get,
     path = "/v1/webhook-endpoints/{id}/attempts",
-    operation_id = "retry_webhook_attempt",
     operation_id = "list_webhook_attempts",
     tag = "webhook-endpoints",
     summary = "Every request made to the endpoint, newest first",
@@ -174,6 +173,7 @@ pub async fn list(
 #[utoipa::path(
     post,
     path = "/v1/webhook-endpoints/{id}/attempts/{attempt_id}/retry",
+    operation_id = "retry_webhook_attempt",
     tag = "webhook-endpoints",
     summary = "Send an attempt's event to the endpoint again (a new delivery, same webhook-id)",
     params(

@@ -193,11 +193,6 @@ async fn check_url(state: &AppState, url: &str, errors: &mut Vec<FieldError>) ->
 #[utoipa::path(
     post,
     path = "/v1/webhook-endpoints",
-    operation_id = "rotate_webhook_secret",
-    operation_id = "delete_webhook_endpoint",
-    operation_id = "update_webhook_endpoint",
-    operation_id = "get_webhook_endpoint",
-    operation_id = "list_webhook_endpoints",
     operation_id = "create_webhook_endpoint",
     tag = "webhook-endpoints",
     summary = "Add a status-webhook endpoint; its signing secret is shown only in this answer",
@@ -261,6 +256,7 @@ pub async fn create(
 #[utoipa::path(
     get,
     path = "/v1/webhook-endpoints",
+    operation_id = "list_webhook_endpoints",
     tag = "webhook-endpoints",
     summary = "List the tenant's webhook endpoints",
     responses(
@@ -285,6 +281,7 @@ pub async fn list(
 #[utoipa::path(
     get,
     path = "/v1/webhook-endpoints/{id}",
+    operation_id = "get_webhook_endpoint",
     tag = "webhook-endpoints",
     summary = "One webhook endpoint",
     params(("id" = Uuid, Path, description = "The endpoint's id")),
@@ -319,6 +316,7 @@ pub(super) async fn load(
 #[utoipa::path(
     patch,
     path = "/v1/webhook-endpoints/{id}",
+    operation_id = "update_webhook_endpoint",
     tag = "webhook-endpoints",
     summary = "Change an endpoint's url, events, description or enabled (enabling clears a disable)",
     params(("id" = Uuid, Path, description = "The endpoint's id")),
@@ -365,6 +363,7 @@ pub async fn patch(
 #[utoipa::path(
     delete,
     path = "/v1/webhook-endpoints/{id}",
+    operation_id = "delete_webhook_endpoint",
     tag = "webhook-endpoints",
     summary = "Remove an endpoint: no more events are sent to it",
     params(("id" = Uuid, Path, description = "The endpoint's id")),
@@ -393,6 +392,7 @@ pub async fn delete(
 #[utoipa::path(
     post,
     path = "/v1/webhook-endpoints/{id}/rotate-secret",
+    operation_id = "rotate_webhook_secret",
     tag = "webhook-endpoints",
     summary = "Replace the signing secret; the previous one keeps signing for 24 hours",
     params(("id" = Uuid, Path, description = "The endpoint's id")),

@@ -65,6 +65,7 @@ fn refused(e: WebhookError) -> ApiError {
 #[utoipa::path(
     post,
     path = "/v1/webhooks/{kind}/{provider_id}",
+    operation_id = "receive_provider_receipt",
     tag = "webhooks",
     summary = "A provider's signed delivery receipt",
     security(()),

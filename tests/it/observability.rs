@@ -542,10 +542,17 @@ async fn the_openapi_document_covers_every_route_and_documents_the_errors() {
     let paths = doc["paths"].as_object().expect("paths");
 
     let mut documented = BTreeSet::new();
+    let mut operation_ids = BTreeSet::new();
     for (path, item) in paths {
         for m in METHODS {
-            if item.get(*m).is_some() {
+            if let Some(op) = item.get(*m) {
                 documented.insert((m.to_string(), path.clone()));
+                // Generated clients name their calls after these: each route has its own.
+                let id = op["operationId"].as_str().unwrap_or_default().to_owned();
+                assert!(
+                    operation_ids.insert(id.clone()),
+                    "{m} {path}: operationId {id:?} is missing or used by another route"
+                );
             }
         }
     }
