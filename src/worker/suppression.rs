@@ -153,8 +153,10 @@ fn shared_error(e: Arc<sqlx::Error>) -> sqlx::Error {
 /// The suppression a provider's refusal of the recipient calls for, if any: the recipient
 /// opted out (Twilio 21610, replied STOP), does not exist / cannot receive SMS (Twilio 21211
 /// invalid number, 21614 not a mobile number), or is inactive at Postmark (406: the address
-/// hard-bounced or complained there before). Other recipient refusals (content, a
-/// premium-rate number) fail the message without suppressing.
+/// hard-bounced or complained there before), or has no mailbox at an SMTP server (a 5xx reply
+/// with the enhanced status 5.1.1 "bad destination mailbox" or 5.1.10 "null MX"). Other
+/// recipient refusals (content, a premium-rate number, a full mailbox) fail the message
+/// without suppressing.
 pub fn refusal_reason(kind: &str, err: &ProviderError) -> Option<SuppressionReason> {
     if !matches!(err.class, ErrorClass::RecipientPermanent) {
         return None;
@@ -163,8 +165,18 @@ pub fn refusal_reason(kind: &str, err: &ProviderError) -> Option<SuppressionReas
         ("twilio", "21610") => Some(SuppressionReason::OptedOut),
         ("twilio", "21211" | "21614") => Some(SuppressionReason::InvalidRecipient),
         ("postmark", "406") => Some(SuppressionReason::HardBounce),
+        ("smtp", code) if code.starts_with('5') && names_missing_mailbox(&err.message) => {
+            Some(SuppressionReason::InvalidRecipient)
+        }
         _ => None,
     }
+}
+
+/// Whether an SMTP refusal carries the enhanced status of a mailbox that does not exist.
+fn names_missing_mailbox(message: &str) -> bool {
+    message
+        .split(|c: char| c.is_whitespace() || c == ':' || c == ',')
+        .any(|word| word == "5.1.1" || word == "5.1.10")
 }
 
 impl Deliverer {
@@ -257,6 +269,23 @@ mod tests {
             Some(SuppressionReason::HardBounce)
         );
         assert_eq!(refusal_reason("vonage", &refusal("21610")), None);
+        let smtp = |text: &str| {
+            ProviderError::recipient(format!("smtp: the server refused the recipient: {text}"))
+                .with_code(&text[..3])
+        };
+        assert_eq!(
+            refusal_reason("smtp", &smtp("550 5.1.1 <ada@example.com>: user unknown")),
+            Some(SuppressionReason::InvalidRecipient)
+        );
+        assert_eq!(
+            refusal_reason("smtp", &smtp("556 5.1.10 recipient domain has a null MX")),
+            Some(SuppressionReason::InvalidRecipient)
+        );
+        assert_eq!(
+            refusal_reason("smtp", &smtp("552 5.2.2 mailbox full")),
+            None
+        );
+        assert_eq!(refusal_reason("smtp", &smtp("550 5.1.11 other")), None);
         let provider_side = ProviderError::provider("twilio: trial").with_code("21610");
         assert_eq!(refusal_reason("twilio", &provider_side), None);
     }

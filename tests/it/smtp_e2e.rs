@@ -316,3 +316,57 @@ async fn send_to_is_validated_for_the_provider_channel_and_state() {
     assert_eq!(done["to"], "+14155550123", "{done}");
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_mailbox_the_smtp_server_says_does_not_exist_is_suppressed_and_not_tried_again() {
+    let server = SmtpServer::start();
+    let app = TestApp::spawn_with(common::Options {
+        vars: vec![("COMMUNICATION_SUPPRESSION_CACHE_MS", "300".into())],
+        worker: true,
+    })
+    .await;
+    smtp_provider(&app, "acme", "mail", smtp_config(server.port, PASSWORD)).await;
+    let email = json!({"channel": "email", "to": "unknown@example.com",
+                       "content": {"subject": "Your receipt", "text": "Total: 12 EUR"}});
+
+    // The server answers RCPT with 550 5.1.1 (user unknown): the message fails, and the
+    // address joins the tenant's suppression list with the message that found it out.
+    let first = app.send_ok("acme", email.clone()).await;
+    app.wait_for_status("acme", &first, &["failed"]).await;
+    let r = app
+        .as_tenant(
+            reqwest::Method::GET,
+            "/v1/suppressions?channel=email",
+            "acme",
+        )
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(r.status(), 200);
+    let list: Value = r.json().await.expect("json");
+    let items = list["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "{list}");
+    assert_eq!(items[0]["recipient"], "unknown@example.com", "{list}");
+    assert_eq!(items[0]["reason"], "invalid_recipient", "{list}");
+    assert_eq!(items[0]["message_id"], first.as_str(), "{list}");
+
+    // Once the worker's cached copy of the list (loaded before the refusal) has expired, the
+    // next send ends `suppressed` without an attempt.
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let second = app.send_ok("acme", email).await;
+    let done = app
+        .wait_for_status("acme", &second, &["suppressed", "failed", "sent"])
+        .await;
+    assert_eq!(done["status"], "suppressed", "{done}");
+    let events: Vec<&str> = done["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    assert!(
+        !events.contains(&"attempt"),
+        "no provider was called: {events:?}"
+    );
+    app.cleanup().await;
+}
