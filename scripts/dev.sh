@@ -66,6 +66,18 @@ export COMMUNICATION_SERVICE_TOKEN=${COMMUNICATION_SERVICE_TOKEN:-dev-service-to
 export COMMUNICATION_LISTEN_ADDR=${COMMUNICATION_LISTEN_ADDR:-127.0.0.1:8080}
 BASE="http://$COMMUNICATION_LISTEN_ADDR"
 
+# The dashboard's files (dashboard/dist), which a debug build serves from disk. Built with the
+# machine's Node.js and npm from the committed lockfile; without npm, /dashboard/ says how.
+if command -v npm >/dev/null; then
+  if [ ! -f dashboard/dist/index.html ] \
+     || [ -n "$(find dashboard/src dashboard/index.html dashboard/package-lock.json -newer dashboard/dist/index.html 2>/dev/null | head -1)" ]; then
+    echo "building the dashboard (npm ci && npm run build in dashboard/)"
+    (cd dashboard && npm ci --no-audit --no-fund --silent && npm run build --silent >/dev/null)
+  fi
+else
+  echo "npm not found: /dashboard/ will say how to build the dashboard (Node.js 20 and npm)"
+fi
+
 cargo build --quiet
 ./target/debug/communication all &
 PID=$!
