@@ -12,7 +12,6 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -154,23 +153,7 @@ pub struct ApiKeyPage {
 }
 
 fn encode_cursor(row: &ApiKeyView) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!(
-        "{}|{}",
-        row.created_at.to_rfc3339(),
-        row.id
-    ))
-}
-
-fn decode_cursor(s: &str) -> Option<(DateTime<Utc>, Uuid)> {
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(s)
-        .ok()?;
-    let text = String::from_utf8(raw).ok()?;
-    let (at, id) = text.split_once('|')?;
-    Some((
-        DateTime::parse_from_rfc3339(at).ok()?.with_timezone(&Utc),
-        Uuid::parse_str(id).ok()?,
-    ))
+    super::query::encode_time_cursor(row.created_at, row.id)
 }
 
 #[utoipa::path(
@@ -199,7 +182,7 @@ pub async fn list(
     let mut limit = 100;
     for (k, v) in &query {
         match k.as_str() {
-            "cursor" => match decode_cursor(v) {
+            "cursor" => match super::query::decode_time_cursor(v) {
                 Some(c) => before = Some(c),
                 None => errors.push(FieldError::new("cursor", "is not a cursor from this API")),
             },

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -184,23 +183,12 @@ impl MessageCursor {
     }
 
     fn encode(self) -> String {
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!(
-            "{}|{}",
-            self.0.to_rfc3339(),
-            self.1
-        ))
+        query::encode_time_cursor(self.0, self.1)
     }
 
     fn decode(s: &str) -> Option<MessageCursor> {
-        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(s)
-            .ok()?;
-        let text = String::from_utf8(raw).ok()?;
-        let (at, id) = text.split_once('|')?;
-        Some(MessageCursor(
-            DateTime::parse_from_rfc3339(at).ok()?.with_timezone(&Utc),
-            Uuid::parse_str(id).ok()?,
-        ))
+        let (at, id) = query::decode_time_cursor(s)?;
+        Some(MessageCursor(at, id))
     }
 }
 

@@ -2,6 +2,9 @@
 //! `validation_failed` naming the parameter (`limit: must be 1 to 200`): a bad value worded by
 //! the type's [`RequestFields`]; an unknown parameter (a typo is not silently ignored) or one
 //! given twice worded here.
+//!
+//! Also the one keyset cursor of the newest-first lists: `(time, id)` of the page's last row,
+//! opaque to callers (URL-safe base64 of `rfc3339|uuid`).
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -42,4 +45,26 @@ pub fn invalid(errors: Vec<FieldError>) -> ApiError {
     let mut error = ApiError::validation(errors);
     error.status = axum::http::StatusCode::BAD_REQUEST;
     error
+}
+
+/// The cursor after a row of a newest-first list ordered by `(time, id)`.
+pub fn encode_time_cursor(at: chrono::DateTime<chrono::Utc>, id: uuid::Uuid) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{}|{id}", at.to_rfc3339()))
+}
+
+/// Reads a cursor made by [`encode_time_cursor`]; `None` for anything else.
+pub fn decode_time_cursor(s: &str) -> Option<(chrono::DateTime<chrono::Utc>, uuid::Uuid)> {
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (at, id) = text.split_once('|')?;
+    Some((
+        chrono::DateTime::parse_from_rfc3339(at)
+            .ok()?
+            .with_timezone(&chrono::Utc),
+        uuid::Uuid::parse_str(id).ok()?,
+    ))
 }

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -88,23 +87,7 @@ impl From<&SuppressionRow> for Suppression {
 }
 
 fn encode_cursor(row: &SuppressionRow) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!(
-        "{}|{}",
-        row.created_at.to_rfc3339(),
-        row.id
-    ))
-}
-
-fn decode_cursor(s: &str) -> Option<(DateTime<Utc>, Uuid)> {
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(s)
-        .ok()?;
-    let text = String::from_utf8(raw).ok()?;
-    let (at, id) = text.split_once('|')?;
-    Some((
-        DateTime::parse_from_rfc3339(at).ok()?.with_timezone(&Utc),
-        Uuid::parse_str(id).ok()?,
-    ))
+    super::query::encode_time_cursor(row.created_at, row.id)
 }
 
 #[utoipa::path(
@@ -148,7 +131,7 @@ pub async fn list(
                 Some(c) => filter.recipient = Some(normalize_recipient(c, v)),
                 None => errors.push(FieldError::new("recipient", "needs `channel` too")),
             },
-            "cursor" => match decode_cursor(v) {
+            "cursor" => match super::query::decode_time_cursor(v) {
                 Some(c) => filter.before = Some(c),
                 None => errors.push(FieldError::new("cursor", "is not a cursor from this API")),
             },

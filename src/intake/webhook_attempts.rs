@@ -9,7 +9,6 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -84,23 +83,7 @@ impl From<&AttemptRow> for Attempt {
 }
 
 fn encode_cursor(row: &AttemptRow) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!(
-        "{}|{}",
-        row.attempted_at.to_rfc3339(),
-        row.id
-    ))
-}
-
-fn decode_cursor(s: &str) -> Option<(DateTime<Utc>, Uuid)> {
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(s)
-        .ok()?;
-    let text = String::from_utf8(raw).ok()?;
-    let (at, id) = text.split_once('|')?;
-    Some((
-        DateTime::parse_from_rfc3339(at).ok()?.with_timezone(&Utc),
-        Uuid::parse_str(id).ok()?,
-    ))
+    super::query::encode_time_cursor(row.attempted_at, row.id)
 }
 
 #[utoipa::path(
@@ -128,7 +111,10 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     let endpoint = load(&state, &caller, &id).await?;
     let mut errors = Vec::new();
-    let before = match query.get("cursor").map(|c| decode_cursor(c)) {
+    let before = match query
+        .get("cursor")
+        .map(|c| super::query::decode_time_cursor(c))
+    {
         None => None,
         Some(Some(c)) => Some(c),
         Some(None) => {
