@@ -22,7 +22,7 @@ use utoipa::ToSchema;
 use crate::domain::{Channel, FieldError, TenantId};
 use crate::store::tenant_limits::{self as store, TenantLimitsRow};
 
-pub use admission::{Counted, LimitsGate, Refusal, usage_key};
+pub use admission::{Counted, LimitsGate, Refusal, seconds_to_utc_midnight, usage_key};
 pub use cache::LimitsCache;
 
 /// The largest value of any limit.
