@@ -107,6 +107,8 @@ pub struct Report {
     pub load_before: String,
     pub load_after: String,
     pub sslmode: String,
+    /// Postgres's `autovacuum` setting (the bench runs `ANALYZE` before each window anyway).
+    pub autovacuum: String,
     pub idle: Usage,
     pub phases: Vec<Phase>,
 }
@@ -133,6 +135,10 @@ pub async fn run(args: &BenchArgs, namespace: String) -> anyhow::Result<()> {
     .await?;
     let result = measure(args, &mut stack).await;
     let sslmode = stack.sslmode();
+    let autovacuum: String = sqlx::query_scalar("SELECT current_setting('autovacuum')")
+        .fetch_one(&stack.pool)
+        .await
+        .unwrap_or_else(|_| "unknown".into());
     stack.teardown(args.keep).await;
     let (idle, phases) = result?;
     let report = Report {
@@ -143,6 +149,7 @@ pub async fn run(args: &BenchArgs, namespace: String) -> anyhow::Result<()> {
         load_before,
         load_after: load_average(),
         sslmode,
+        autovacuum,
         idle,
         phases,
     };
@@ -186,6 +193,9 @@ async fn measure(args: &BenchArgs, stack: &mut Stack) -> anyhow::Result<(Usage, 
                 Setting::Steady => format!("bench-{}-rate", case.name()),
             };
             case.create_provider(stack, &tenant).await?;
+            // Fresh statistics, as autovacuum keeps them in production: on a server with
+            // autovacuum off the planner would scan the growing tables as if empty.
+            sqlx::query("ANALYZE").execute(&stack.pool).await?;
             let start = cpu::snapshot(&stack.pool, &known).await?;
             let figures = match setting {
                 Setting::Saturation => {

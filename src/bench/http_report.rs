@@ -44,7 +44,7 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(
         out,
         "settings: messages={} concurrency={} rate={}/s for {} s workers=1 prefetch={} log={} \
-         namespace={} postgres sslmode={}",
+         namespace={} postgres sslmode={} autovacuum={} (ANALYZE before each window)",
         a.messages,
         a.concurrency,
         a.rate,
@@ -52,7 +52,8 @@ pub fn render(r: &Report) -> String {
         a.prefetch,
         a.log_level,
         r.namespace,
-        r.sslmode
+        r.sslmode,
+        r.autovacuum
     );
     let _ = writeln!(
         out,
