@@ -464,6 +464,12 @@ impl Stack {
                 names.push(t.delay_queue(c, *tier));
             }
         }
+        // The children declare the webhook queues too (default retry schedule).
+        let webhooks = crate::notify::topology::WebhookTopology::new(
+            &self.namespace,
+            &crate::notify::NotifySettings::default().retry_schedule,
+        );
+        names.extend(webhooks.queues());
         for n in names {
             let _ = ch
                 .queue_delete(n.into(), QueueDeleteOptions::default())
@@ -474,6 +480,9 @@ impl Stack {
             .await;
         let _ = ch
             .exchange_delete(t.dead_exchange().into(), Default::default())
+            .await;
+        let _ = ch
+            .exchange_delete(webhooks.exchange().into(), Default::default())
             .await;
         let _ = connection.close(200, "done".into()).await;
         Ok(())
