@@ -17,6 +17,7 @@ pub mod intake;
 pub mod notify;
 pub mod providers;
 pub mod queue;
+pub mod retention;
 pub mod rotation;
 pub mod store;
 pub mod telemetry;

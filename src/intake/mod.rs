@@ -16,6 +16,7 @@ pub mod provider_health;
 pub mod provider_kinds;
 pub mod providers;
 pub mod query;
+pub mod retention;
 pub mod send;
 pub mod stats;
 pub mod suppressions;
@@ -60,6 +61,8 @@ pub struct AppState {
     /// For "test connection".
     pub provider_ctx: ProviderContext,
     pub public_url: Option<String>,
+    /// `COMMUNICATION_RETENTION_DAYS`: a tenant's retention without an override.
+    pub retention_days: u32,
 }
 
 impl AppState {
@@ -100,6 +103,7 @@ impl AppState {
                 config.providers.public_url.clone(),
             )?,
             public_url: config.providers.public_url.clone(),
+            retention_days: config.retention.days,
         })
     }
 }
@@ -130,6 +134,7 @@ pub fn documented_routes() -> OpenApiRouter<Arc<AppState>> {
         .merge(suppressions::routes())
         .merge(webhook_endpoints::routes())
         .merge(webhook_attempts::routes())
+        .merge(retention::routes())
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
