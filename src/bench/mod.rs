@@ -10,6 +10,7 @@
 
 mod load;
 pub mod raw;
+mod retention;
 mod stack;
 mod stats;
 
@@ -29,6 +30,8 @@ pub enum Scenario {
     Pipeline,
     /// `GET /v1/stats` for a tenant with millions of messages (issue 9).
     Stats,
+    /// A tenant with millions of messages, and a retention pass while sends flow (issue 13).
+    Retention,
 }
 
 /// Options of `communication bench`.
@@ -50,6 +53,9 @@ pub struct BenchArgs {
     /// ten million rows).
     #[arg(long)]
     pub stats_fill_logs: bool,
+    /// Retention scenario: messages of the filled tenant.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub retention_messages: i64,
     /// Messages per phase (raw broker, raw Postgres, and each HTTP and direct run).
     #[arg(long, default_value_t = 20_000)]
     pub messages: usize,
@@ -110,6 +116,9 @@ struct Report {
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.scenario == Scenario::Stats {
         return stats::run(&args).await;
+    }
+    if args.scenario == Scenario::Retention {
+        return retention::run(&args).await;
     }
     if args.messages == 0 || args.workers.is_empty() || args.workers.contains(&0) {
         anyhow::bail!("--messages and each --workers count must be at least 1");
