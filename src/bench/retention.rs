@@ -265,6 +265,8 @@ async fn fill(
 struct Sizes {
     logs: i64,
     events: i64,
+    /// Of `logs + events`: the indexes alone.
+    indexes: i64,
     rows: i64,
 }
 
@@ -278,23 +280,31 @@ impl std::fmt::Display for Sizes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "message_logs {:.0} MB + message_events {:.0} MB = {} ({} messages)",
+            "message_logs {:.0} MB + message_events {:.0} MB = {}, of which indexes {:.0} MB \
+             ({} messages)",
             self.logs as f64 / 1048576.0,
             self.events as f64 / 1048576.0,
             self.total_mb(),
+            self.indexes as f64 / 1048576.0,
             self.rows
         )
     }
 }
 
 async fn sizes(pool: &PgPool) -> anyhow::Result<Sizes> {
-    let (logs, events, rows): (i64, i64, i64) = sqlx::query_as(
+    let (logs, events, indexes, rows): (i64, i64, i64, i64) = sqlx::query_as(
         "SELECT pg_total_relation_size('message_logs'), pg_total_relation_size('message_events'), \
+                pg_indexes_size('message_logs') + pg_indexes_size('message_events'), \
                 (SELECT count(*) FROM message_logs)",
     )
     .fetch_one(pool)
     .await?;
-    Ok(Sizes { logs, events, rows })
+    Ok(Sizes {
+        logs,
+        events,
+        indexes,
+        rows,
+    })
 }
 
 fn ms(d: Duration) -> String {
