@@ -18,6 +18,7 @@ pub mod limits;
 pub mod notify;
 pub mod providers;
 pub mod queue;
+pub mod retention;
 pub mod rotation;
 pub mod store;
 pub mod telemetry;

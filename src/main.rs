@@ -1,6 +1,6 @@
 //! The `communication` command: `serve` (HTTP intake), `worker`, `all` (both, for local use),
 //! `migrate`, `api-key create`, `keys generate|rotate`, `dlq list|replay|purge-queue`,
-//! `limits show|set|clear`, `bench`.
+//! `limits show|set|clear`, `retention set|reset|show|run`, `bench`.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -50,6 +50,11 @@ enum Command {
     Limits {
         #[command(subcommand)]
         action: LimitsAction,
+    },
+    /// How long messages are kept: per-tenant overrides, and a removal pass now.
+    Retention {
+        #[command(subcommand)]
+        action: RetentionAction,
     },
     /// Measure the pipeline against this machine's raw limits (starts its own stack; see
     /// BENCHMARKS.md).
@@ -120,6 +125,30 @@ enum LimitsAction {
         #[arg(long, value_parser = tenant_arg)]
         tenant: TenantId,
     },
+}
+
+#[derive(Subcommand)]
+enum RetentionAction {
+    /// Set a tenant's retention (overrides COMMUNICATION_RETENTION_DAYS for it).
+    Set {
+        #[arg(long, value_parser = tenant_arg)]
+        tenant: TenantId,
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=3650))]
+        days: u32,
+    },
+    /// Remove a tenant's override: the default applies again.
+    Reset {
+        #[arg(long, value_parser = tenant_arg)]
+        tenant: TenantId,
+    },
+    /// Show a tenant's retention.
+    Show {
+        #[arg(long, value_parser = tenant_arg)]
+        tenant: TenantId,
+    },
+    /// Run one removal pass now and print what it removed (skipped if a worker's pass is
+    /// running).
+    Run,
 }
 
 #[derive(Subcommand)]
@@ -278,6 +307,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
         | Command::Bench(_) => {}
         Command::Dlq { action } => dlq_command(action, &config).await?,
+        Command::Retention { action } => retention_command(action, &config).await?,
         Command::Limits { action } => {
             let pool = store::connect(&config.database.url, 2).await?;
             let view = match action {
@@ -355,6 +385,44 @@ async fn dlq_command(action: DlqAction, config: &Config) -> anyhow::Result<()> {
             )
             .await?;
             println!("removed {purged} messages from {}", topology.dead_queue());
+        }
+    }
+    Ok(())
+}
+
+/// `communication retention …`.
+async fn retention_command(action: RetentionAction, config: &Config) -> anyhow::Result<()> {
+    use communication::retention::{self, store as retention_store};
+    let pool = store::connect(&config.database.url, 2).await?;
+    let show = |tenant: &TenantId, row: Option<retention_store::TenantRetention>| match row {
+        Some(r) => println!("tenant {tenant}: {} days (override)", r.days),
+        None => println!(
+            "tenant {tenant}: {} days (default, COMMUNICATION_RETENTION_DAYS)",
+            config.retention.days
+        ),
+    };
+    match action {
+        RetentionAction::Set { tenant, days } => {
+            retention_store::set_override(&pool, tenant.as_str(), days as i32).await?;
+            show(
+                &tenant,
+                retention_store::get_override(&pool, tenant.as_str()).await?,
+            );
+        }
+        RetentionAction::Reset { tenant } => {
+            retention_store::clear_override(&pool, tenant.as_str()).await?;
+            show(&tenant, None);
+        }
+        RetentionAction::Show { tenant } => show(
+            &tenant,
+            retention_store::get_override(&pool, tenant.as_str()).await?,
+        ),
+        RetentionAction::Run => {
+            let options = retention::PassOptions::from(&config.retention);
+            match retention::run_pass(&pool, &options, &shutdown_signal()).await? {
+                Some(report) => print!("{}", report.render()),
+                None => anyhow::bail!("another retention pass is running; nothing removed"),
+            }
         }
     }
     Ok(())

@@ -16,6 +16,7 @@ mod http;
 mod http_report;
 mod load;
 pub mod raw;
+mod retention;
 mod stack;
 mod stats;
 mod stub;
@@ -39,6 +40,8 @@ pub enum Scenario {
     /// Delivery through an HTTP provider (a local Resend-shaped endpoint) beside the `system`
     /// provider, with CPU per delivered message per process group (issue 13).
     Http,
+    /// A tenant with millions of messages, and a retention pass while sends flow (issue 13).
+    Retention,
 }
 
 /// Options of `communication bench`.
@@ -60,6 +63,9 @@ pub struct BenchArgs {
     /// ten million rows).
     #[arg(long)]
     pub stats_fill_logs: bool,
+    /// Retention scenario: messages of the filled tenant.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub retention_messages: i64,
     /// Messages per phase (raw broker, raw Postgres, and each HTTP and direct run).
     #[arg(long, default_value_t = 20_000)]
     pub messages: usize,
@@ -131,6 +137,9 @@ struct Report {
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.scenario == Scenario::Stats {
         return stats::run(&args).await;
+    }
+    if args.scenario == Scenario::Retention {
+        return retention::run(&args).await;
     }
     let namespace = namespace_of(&args)?;
     if args.scenario == Scenario::Http {

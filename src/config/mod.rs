@@ -8,6 +8,7 @@ mod connections;
 mod delivery;
 mod env;
 mod notify;
+mod retention;
 mod service;
 #[cfg(test)]
 mod tests;
@@ -20,6 +21,7 @@ pub use connections::{AmqpSettings, DatabaseSettings, RedisSettings};
 pub use delivery::{GuardSettings, RetryPolicy, WorkerTuning};
 pub use env::Lookup;
 pub use notify::{NotifySettings, parse_duration};
+pub use retention::{RETENTION_DAYS, RetentionSettings};
 pub use service::{IntakeSettings, ProviderBases, ProviderSettings, TelemetrySettings};
 
 /// One problem with one variable.
@@ -72,6 +74,8 @@ pub struct Config {
     pub telemetry: TelemetrySettings,
     /// Suppression and status webhooks (`COMMUNICATION_SUPPRESSION_…`, `COMMUNICATION_WEBHOOK_…`).
     pub notify: NotifySettings,
+    /// Removal of old messages (`COMMUNICATION_RETENTION_…`).
+    pub retention: RetentionSettings,
 }
 
 impl std::fmt::Debug for Config {
@@ -87,6 +91,7 @@ impl std::fmt::Debug for Config {
             .field("guard", &self.guard)
             .field("providers", &self.providers)
             .field("telemetry", &self.telemetry)
+            .field("retention", &self.retention)
             .finish_non_exhaustive()
     }
 }
@@ -134,6 +139,7 @@ impl Config {
         let worker = WorkerTuning::read(&mut env);
         let guard = GuardSettings::read(&mut env, providers.timeout);
         let telemetry = TelemetrySettings::read(&mut env);
+        let retention = RetentionSettings::read(&mut env);
         let (notify, problems) = NotifySettings::read(get);
         env.problems.extend(problems);
         match keyring {
@@ -150,6 +156,7 @@ impl Config {
                 providers,
                 telemetry,
                 notify,
+                retention,
             }),
             _ => Err(ConfigErrors(env.problems)),
         }

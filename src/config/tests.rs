@@ -346,4 +346,53 @@ fn an_unset_variable_takes_its_areas_default() {
     assert_eq!(c.providers.bases.twilio, ProviderBases::default().twilio);
     assert_eq!(c.intake.listen_addr, IntakeSettings::default().listen_addr);
     assert_eq!(c.namespace, DEFAULT_NAMESPACE);
+    assert_eq!(c.retention, RetentionSettings::default());
+}
+
+#[test]
+fn retention_defaults_to_30_days_every_hour_and_its_settings_are_read() {
+    let base = [
+        ("DATABASE_URL", "postgres://x/y"),
+        ("ENCRYPTION_SECRET", KEY),
+    ];
+    let c = Config::from_lookup(&lookup(&base), false).expect("valid");
+    assert_eq!(c.retention.days, 30);
+    assert_eq!(c.retention.interval, Duration::from_secs(3600));
+    let mut vars = base.to_vec();
+    vars.extend([
+        ("COMMUNICATION_RETENTION_DAYS", "3650"),
+        ("COMMUNICATION_RETENTION_INTERVAL", "15m"),
+        ("COMMUNICATION_RETENTION_BATCH", "500"),
+        ("COMMUNICATION_RETENTION_PAUSE_MS", "0"),
+    ]);
+    let c = Config::from_lookup(&lookup(&vars), false).expect("valid");
+    assert_eq!(c.retention.days, 3650);
+    assert_eq!(c.retention.interval, Duration::from_secs(900));
+    assert_eq!(c.retention.batch_size, 500);
+    assert_eq!(c.retention.pause, Duration::ZERO);
+    let mut vars = base.to_vec();
+    vars.push(("COMMUNICATION_RETENTION_DAYS", "1"));
+    let c = Config::from_lookup(&lookup(&vars), false).expect("valid");
+    assert_eq!(c.retention.days, 1);
+}
+
+#[test]
+fn retention_settings_out_of_range_are_each_named() {
+    for (name, bad) in [
+        ("COMMUNICATION_RETENTION_DAYS", "0"),
+        ("COMMUNICATION_RETENTION_DAYS", "3651"),
+        ("COMMUNICATION_RETENTION_DAYS", "forever"),
+        ("COMMUNICATION_RETENTION_INTERVAL", "hourly"),
+        ("COMMUNICATION_RETENTION_INTERVAL", "0s"),
+        ("COMMUNICATION_RETENTION_BATCH", "0"),
+        ("COMMUNICATION_RETENTION_PAUSE_MS", "-1"),
+    ] {
+        let vars = [
+            ("DATABASE_URL", "postgres://x/y"),
+            ("ENCRYPTION_SECRET", KEY),
+            (name, bad),
+        ];
+        let e = Config::from_lookup(&lookup(&vars), false).expect_err(bad);
+        assert_eq!(e.names(), vec![name], "{name}={bad}");
+    }
 }

@@ -17,6 +17,7 @@ pub mod provider_health;
 pub mod provider_kinds;
 pub mod providers;
 pub mod query;
+pub mod retention;
 pub mod send;
 pub mod stats;
 pub mod suppressions;
@@ -63,6 +64,8 @@ pub struct AppState {
     pub public_url: Option<String>,
     /// The operator's per-tenant limits (cached) and their Redis counters.
     pub limits: crate::limits::LimitsGate,
+    /// `COMMUNICATION_RETENTION_DAYS`: a tenant's retention without an override.
+    pub retention_days: u32,
 }
 
 impl AppState {
@@ -108,6 +111,7 @@ impl AppState {
             )?,
             public_url: config.providers.public_url.clone(),
             limits,
+            retention_days: config.retention.days,
         })
     }
 }
@@ -139,6 +143,7 @@ pub fn documented_routes() -> OpenApiRouter<Arc<AppState>> {
         .merge(webhook_endpoints::routes())
         .merge(webhook_attempts::routes())
         .merge(limits::routes())
+        .merge(retention::routes())
 }
 
 pub fn router(state: Arc<AppState>) -> Router {

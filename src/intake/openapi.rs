@@ -74,6 +74,7 @@ impl Modify for BearerAuth {
         (name = "webhook-endpoints", description = "Signed status webhooks to the tenant"),
         (name = "suppressions", description = "Recipients no message is sent to"),
         (name = "limits", description = "Per-tenant limits set by the operator, and usage"),
+        (name = "retention", description = "How long messages are kept (set by operators)"),
         (name = "stats", description = "Usage counts, delivery rates and provider health"),
         (name = "operations", description = "Health, readiness, metrics, this document"),
     )

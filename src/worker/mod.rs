@@ -111,6 +111,7 @@ pub async fn run(config: &Config, pool: PgPool, shutdown: CancellationToken) -> 
     });
     // Status webhooks: their own pool, connection and concurrency (see `notify::service`).
     let webhooks = crate::notify::service::spawn(config, shutdown.clone())?;
+    let retention = crate::retention::spawn(&config.retention, pool.clone(), shutdown.clone());
     let concurrency = config.worker.concurrency;
     let permits = Arc::new(Semaphore::new(concurrency));
     const FIRST_BACKOFF: Duration = Duration::from_millis(200);
@@ -152,6 +153,7 @@ pub async fn run(config: &Config, pool: PgPool, shutdown: CancellationToken) -> 
     publisher.close().await;
     let _ = writer_task.await;
     let _ = webhooks.await;
+    let _ = retention.await;
     Ok(())
 }
 

@@ -34,6 +34,7 @@ mod receipt_dedup;
 mod receipts_e2e;
 mod receipts_more_e2e;
 mod redis_down;
+mod retention;
 mod secrets;
 mod smtp_e2e;
 mod stats;
