@@ -269,14 +269,24 @@ async fn write_all(
     let outcomes = if claimed.is_empty() {
         Vec::new()
     } else {
-        messages::claim_messages(&mut tx, &claimed).await?
+        // A new message is inserted already in its first step's state.
+        let initial: Vec<Option<&StatusUpdate>> = thens
+            .iter()
+            .map(|t| t.as_ref().and_then(|t| t.update.as_ref()))
+            .collect();
+        messages::claim_messages_as(&mut tx, &claimed, &initial).await?
     };
-    // The first steps of the claims that proceed join the batch's own rows.
+    // The first steps of the claims that proceed join the batch's own rows; a new message's
+    // change is already in its inserted row.
+    let mut started = Vec::new();
     for ((m, then), outcome) in claimed.iter().zip(thens).zip(&outcomes) {
         if let Some(then) = then
             && proceeds(&m.tenant_id, outcome)
         {
-            updates.extend(then.update);
+            match (outcome, then.update) {
+                (ClaimOutcome::New, Some(u)) => started.push(u),
+                (_, u) => updates.extend(u),
+            }
             events.extend(then.events);
             dead.extend(then.dead_letter);
         }
@@ -287,7 +297,7 @@ async fn write_all(
     messages::insert_events(&mut tx, &events).await?;
     messages::insert_dead_letters(&mut tx, &dead).await?;
     // Last, so the rollup's shared rows stay locked only until the commit.
-    let delta = rollup_delta(&claimed, &outcomes, &updates, &before);
+    let delta = rollup_delta(&claimed, &outcomes, &started, &updates, &before);
     stats::apply_delta(&mut tx, &delta, rollup_slot).await?;
     tx.commit().await?;
     Ok(outcomes)
@@ -303,14 +313,20 @@ const WORKER_OWNED: &[&str] = &["queued", "sending"];
 fn rollup_delta(
     claims: &[NewMessage],
     outcomes: &[ClaimOutcome],
+    started: &[StatusUpdate],
     updates: &[StatusUpdate],
     before: &[stats::CountedMessage],
 ) -> stats::RollupDelta {
     let mut delta = stats::RollupDelta::default();
+    let started: std::collections::HashMap<_, _> = started.iter().map(|u| (u.id, u)).collect();
     for (m, outcome) in claims.iter().zip(outcomes) {
         if *outcome == ClaimOutcome::New {
-            let status = MessageStatus::Queued.as_str();
-            delta.count(&m.tenant_id, m.created_at, &m.channel, None, status, 1);
+            // Counted in the state it was inserted in.
+            let (status, provider) = match started.get(&m.id) {
+                Some(u) => (u.status.as_str(), u.provider_id),
+                None => (MessageStatus::Queued.as_str(), None),
+            };
+            delta.count(&m.tenant_id, m.created_at, &m.channel, provider, status, 1);
         }
     }
     let now = Utc::now();
