@@ -1,6 +1,6 @@
 //! The `communication` command: `serve` (HTTP intake), `worker`, `all` (both, for local use),
 //! `migrate`, `api-key create`, `keys generate|rotate`, `dlq list|replay|purge-queue`,
-//! `bench`.
+//! `limits show|set|clear`, `bench`.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use chrono::{DateTime, Utc};
 use communication::config::Config;
 use communication::domain::TenantId;
-use communication::{dlq, intake, store, telemetry, worker};
+use communication::{dlq, intake, limits, store, telemetry, worker};
 
 #[derive(Parser)]
 #[command(name = "communication", version, about = "Email and SMS delivery edge")]
@@ -45,6 +45,11 @@ enum Command {
     Dlq {
         #[command(subcommand)]
         action: DlqAction,
+    },
+    /// A tenant's limits set by the operator: accept rate and daily quotas per channel.
+    Limits {
+        #[command(subcommand)]
+        action: LimitsAction,
     },
     /// Measure the pipeline against this machine's raw limits (starts its own stack; see
     /// BENCHMARKS.md).
@@ -85,6 +90,36 @@ enum DlqAction {
     /// Empty the {ns}.dead queue (the broker-side copies; the table is kept).
     #[command(name = "purge-queue")]
     PurgeQueue,
+}
+
+#[derive(Subcommand)]
+enum LimitsAction {
+    /// Print the tenant's limits.
+    Show {
+        #[arg(long, value_parser = tenant_arg)]
+        tenant: TenantId,
+    },
+    /// Change some of the tenant's limits, keeping the others; `none` makes one unlimited.
+    /// Running intakes apply it within COMMUNICATION_LIMITS_CACHE_MS.
+    #[command(group(clap::ArgGroup::new("limit").required(true).multiple(true)))]
+    Set {
+        #[arg(long, value_parser = tenant_arg)]
+        tenant: TenantId,
+        /// Sends accepted per second at most.
+        #[arg(long, group = "limit", value_name = "N|none")]
+        accept_rate: Option<limits::LimitArg>,
+        /// Emails accepted per UTC day at most.
+        #[arg(long, group = "limit", value_name = "N|none")]
+        daily_email: Option<limits::LimitArg>,
+        /// SMS accepted per UTC day at most.
+        #[arg(long, group = "limit", value_name = "N|none")]
+        daily_sms: Option<limits::LimitArg>,
+    },
+    /// Remove every limit of the tenant.
+    Clear {
+        #[arg(long, value_parser = tenant_arg)]
+        tenant: TenantId,
+    },
 }
 
 #[derive(Subcommand)]
@@ -243,6 +278,27 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
         | Command::Bench(_) => {}
         Command::Dlq { action } => dlq_command(action, &config).await?,
+        Command::Limits { action } => {
+            let pool = store::connect(&config.database.url, 2).await?;
+            let view = match action {
+                LimitsAction::Show { tenant } => limits::show(&pool, &tenant).await?,
+                LimitsAction::Set {
+                    tenant,
+                    accept_rate,
+                    daily_email,
+                    daily_sms,
+                } => {
+                    let change = limits::LimitsChange {
+                        accept_rate_per_second: accept_rate.map(|a| a.0),
+                        daily_quota_email: daily_email.map(|a| a.0),
+                        daily_quota_sms: daily_sms.map(|a| a.0),
+                    };
+                    limits::update(&pool, &tenant, change).await?
+                }
+                LimitsAction::Clear { tenant } => limits::clear(&pool, &tenant).await?,
+            };
+            print!("{}", limits::render(&view));
+        }
     }
     Ok(())
 }

@@ -88,6 +88,8 @@ pub struct Intake {
     pub http: reqwest::Client,
     pub base: String,
     pub token: String,
+    /// The body of every send ([`send_body`] unless [`Intake::with_body`]).
+    body: Arc<Value>,
 }
 
 impl Intake {
@@ -100,7 +102,16 @@ impl Intake {
             http,
             base: base.to_owned(),
             token: token.to_owned(),
+            body: Arc::new(send_body()),
         })
+    }
+
+    /// The same callers sending `body` instead.
+    pub fn with_body(&self, body: Value) -> Intake {
+        Intake {
+            body: Arc::new(body),
+            ..self.clone()
+        }
     }
 
     /// One send; `Err` carries the status and body of a refusal.
@@ -132,7 +143,7 @@ impl Intake {
         concurrency: usize,
     ) -> anyhow::Result<IntakeFigures> {
         let next = Arc::new(AtomicUsize::new(0));
-        let body = Arc::new(send_body());
+        let body = self.body.clone();
         let started = Instant::now();
         let mut tasks = Vec::new();
         for _ in 0..concurrency.max(1) {
@@ -177,7 +188,7 @@ impl Intake {
         duration: Duration,
     ) -> anyhow::Result<IntakeFigures> {
         let total = (f64::from(rate) * duration.as_secs_f64()).round() as usize;
-        let body = Arc::new(send_body());
+        let body = self.body.clone();
         let started = tokio::time::Instant::now();
         let mut tasks = FuturesUnordered::new();
         for i in 0..total {

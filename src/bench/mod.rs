@@ -7,11 +7,18 @@
 //! writer's rows), the intake at a fixed rate, and for each worker count N sends through HTTP
 //! and N direct publishes, each timed from first accept to the last `sent` in the database.
 //! Figures and PASS/MISS per target go to stdout; the stack is removed afterwards.
+//!
+//! `--scenario http` measures delivery through an HTTP provider with the CPU per delivered
+//! message of each process group (see [`http`]).
 
+mod cpu;
+mod http;
+mod http_report;
 mod load;
 pub mod raw;
 mod stack;
 mod stats;
+mod stub;
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -29,6 +36,9 @@ pub enum Scenario {
     Pipeline,
     /// `GET /v1/stats` for a tenant with millions of messages (issue 9).
     Stats,
+    /// Delivery through an HTTP provider (a local Resend-shaped endpoint) beside the `system`
+    /// provider, with CPU per delivered message per process group (issue 13).
+    Http,
 }
 
 /// Options of `communication bench`.
@@ -77,6 +87,17 @@ pub struct BenchArgs {
     /// Keep the database, queues and child logs afterwards (their names are printed).
     #[arg(long)]
     pub keep: bool,
+    /// HTTP scenario: seconds of the steady phase at `--rate`.
+    #[arg(long, default_value_t = 20)]
+    pub duration: u64,
+    /// HTTP scenario: the providers measured, e.g. resend,system.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "resend,system"
+    )]
+    pub providers: Vec<http::ProviderCase>,
 }
 
 /// The figures of one worker count.
@@ -111,15 +132,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.scenario == Scenario::Stats {
         return stats::run(&args).await;
     }
+    let namespace = namespace_of(&args)?;
+    if args.scenario == Scenario::Http {
+        return http::run(&args, namespace).await;
+    }
     if args.messages == 0 || args.workers.is_empty() || args.workers.contains(&0) {
         anyhow::bail!("--messages and each --workers count must be at least 1");
-    }
-    let namespace = args
-        .namespace
-        .clone()
-        .unwrap_or_else(|| format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
-    if !crate::config::valid_namespace(&namespace) {
-        anyhow::bail!("--namespace must be 1-100 characters of letters, digits, '_', '-', '.'");
     }
     let endpoints = Endpoints::from_env()?;
     let load_before = load_average();
@@ -131,6 +149,18 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let report = result?;
     print!("{}", render(&report));
     Ok(())
+}
+
+/// `--namespace`, or a fresh `bench-<random>`.
+fn namespace_of(args: &BenchArgs) -> anyhow::Result<String> {
+    let namespace = args
+        .namespace
+        .clone()
+        .unwrap_or_else(|| format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
+    if !crate::config::valid_namespace(&namespace) {
+        anyhow::bail!("--namespace must be 1-100 characters of letters, digits, '_', '-', '.'");
+    }
+    Ok(namespace)
 }
 
 async fn measure(

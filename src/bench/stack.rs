@@ -78,11 +78,34 @@ pub struct Stack {
     intake: Option<Child>,
     workers: Vec<Child>,
     spawned_workers: usize,
+    /// More environment for every child (e.g. `RESEND_BASE_URL` of the HTTP case).
+    extra_env: Vec<(String, String)>,
 }
+
+/// `application_name` of the bench's own database connections, and of the intake's and the
+/// workers': CPU accounting tells their Postgres backends apart by it.
+pub const BENCH_APP: &str = "communication-bench";
+pub const INTAKE_APP: &str = "bench-intake";
+pub const WORKER_APP: &str = "bench-worker";
 
 fn database_url_named(admin: &str, name: &str) -> anyhow::Result<String> {
     let mut url = url::Url::parse(admin).context("DATABASE_URL is not a URL")?;
     url.set_path(&format!("/{name}"));
+    Ok(url.to_string())
+}
+
+/// `url` with its `application_name` set to `app`.
+fn with_application_name(url: &str, app: &str) -> anyhow::Result<String> {
+    let mut url = url::Url::parse(url).context("DATABASE_URL is not a URL")?;
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| k != "application_name")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    url.query_pairs_mut()
+        .clear()
+        .extend_pairs(pairs)
+        .append_pair("application_name", app);
     Ok(url.to_string())
 }
 
@@ -100,6 +123,17 @@ impl Stack {
         prefetch: u16,
         log_level: &str,
     ) -> anyhow::Result<Stack> {
+        Stack::start_with_env(endpoints, namespace, prefetch, log_level, Vec::new()).await
+    }
+
+    /// [`Stack::start`] with more environment for every child process.
+    pub async fn start_with_env(
+        endpoints: Endpoints,
+        namespace: &str,
+        prefetch: u16,
+        log_level: &str,
+        extra_env: Vec<(String, String)>,
+    ) -> anyhow::Result<Stack> {
         let db_name = format!("bench_{}", uuid::Uuid::new_v4().simple());
         let admin = PgPool::connect(&endpoints.admin_database_url)
             .await
@@ -113,7 +147,7 @@ impl Stack {
         let database_url = database_url_named(&endpoints.admin_database_url, &db_name)?;
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(6)
-            .connect(&database_url)
+            .connect(&with_application_name(&database_url, BENCH_APP)?)
             .await
             .context("connecting to the bench database")?;
         let log_dir = std::env::temp_dir().join(format!("communication-{namespace}"));
@@ -134,6 +168,7 @@ impl Stack {
             intake: None,
             workers: Vec::new(),
             spawned_workers: 0,
+            extra_env,
             endpoints,
         };
         match stack.start_intake(port).await {
@@ -166,9 +201,17 @@ impl Stack {
         let exe = std::env::current_exe().context("locating this binary")?;
         let log_path = self.log_dir.join(format!("{log_name}.log"));
         let log = std::fs::File::create(&log_path)?;
+        let app = if subcommand == "worker" {
+            WORKER_APP
+        } else {
+            INTAKE_APP
+        };
         let mut cmd = Command::new(exe);
         cmd.arg(subcommand)
-            .env("DATABASE_URL", &self.database_url)
+            .env(
+                "DATABASE_URL",
+                with_application_name(&self.database_url, app)?,
+            )
             .env("AMQP_URL", &self.endpoints.amqp_url)
             .env("REDIS_URL", &self.endpoints.redis_url)
             .env("ENCRYPTION_SECRET", &self.encryption_secret)
@@ -183,6 +226,9 @@ impl Stack {
             .stdout(log.try_clone()?)
             .stderr(log)
             .kill_on_drop(true);
+        for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
         for (k, v) in extra {
             cmd.env(k, v);
         }
@@ -226,20 +272,38 @@ impl Stack {
         tenant: &str,
         channel: Channel,
     ) -> anyhow::Result<()> {
-        let r = reqwest::Client::new()
-            .post(format!("{}/v1/providers", self.intake_base))
-            .bearer_auth(&self.service_token)
-            .header("X-Tenant-Id", tenant)
-            .json(&json!({
+        self.create_provider(
+            tenant,
+            &json!({
                 "name": "bench-system",
                 "channel": channel.as_str(),
                 "kind": "system",
                 "config": {"behavior": "deliver", "latency_ms": 0},
-            }))
+            }),
+        )
+        .await
+    }
+
+    /// Creates a provider of the tenant through the API (`body` as `POST /v1/providers`).
+    pub async fn create_provider(
+        &self,
+        tenant: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<()> {
+        let r = reqwest::Client::new()
+            .post(format!("{}/v1/providers", self.intake_base))
+            .bearer_auth(&self.service_token)
+            .header("X-Tenant-Id", tenant)
+            .json(body)
             .send()
             .await?;
         if r.status().as_u16() != 201 {
-            bail!("creating the system provider answered {}", r.status());
+            let status = r.status();
+            bail!(
+                "creating the {} provider answered {status}: {}",
+                body["kind"],
+                r.text().await.unwrap_or_default()
+            );
         }
         Ok(())
     }
@@ -254,6 +318,16 @@ impl Stack {
                     .map(|(_, v)| v.into_owned())
             })
             .unwrap_or_else(|| "prefer (default)".into())
+    }
+
+    /// Process id of the intake, while it runs.
+    pub fn intake_pid(&self) -> Option<u32> {
+        self.intake.as_ref()?.id()
+    }
+
+    /// Process ids of the running workers.
+    pub fn worker_pids(&self) -> Vec<u32> {
+        self.workers.iter().filter_map(|w| w.id()).collect()
     }
 
     pub fn intake_memory(&self) -> Option<Memory> {
@@ -390,6 +464,12 @@ impl Stack {
                 names.push(t.delay_queue(c, *tier));
             }
         }
+        // The children declare the webhook queues too (default retry schedule).
+        let webhooks = crate::notify::topology::WebhookTopology::new(
+            &self.namespace,
+            &crate::notify::NotifySettings::default().retry_schedule,
+        );
+        names.extend(webhooks.queues());
         for n in names {
             let _ = ch
                 .queue_delete(n.into(), QueueDeleteOptions::default())
@@ -400,6 +480,9 @@ impl Stack {
             .await;
         let _ = ch
             .exchange_delete(t.dead_exchange().into(), Default::default())
+            .await;
+        let _ = ch
+            .exchange_delete(webhooks.exchange().into(), Default::default())
             .await;
         let _ = connection.close(200, "done".into()).await;
         Ok(())

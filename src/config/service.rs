@@ -12,6 +12,10 @@ pub struct IntakeSettings {
     /// Bearer token of internal callers; required to serve the HTTP API.
     pub service_token: Option<SecretString>,
     pub listen_addr: SocketAddr,
+    /// How long intake trusts its cached copy of a tenant's limits
+    /// (`COMMUNICATION_LIMITS_CACHE_MS`): a change takes effect within this time. `0` reads
+    /// Postgres on every send.
+    pub limits_cache_ttl: Duration,
 }
 
 impl Default for IntakeSettings {
@@ -19,6 +23,7 @@ impl Default for IntakeSettings {
         IntakeSettings {
             service_token: None,
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            limits_cache_ttl: Duration::from_secs(5),
         }
     }
 }
@@ -43,6 +48,7 @@ impl IntakeSettings {
             listen_addr: env
                 .address("COMMUNICATION_LISTEN_ADDR")
                 .unwrap_or(d.listen_addr),
+            limits_cache_ttl: env.millis("COMMUNICATION_LIMITS_CACHE_MS", d.limits_cache_ttl),
         }
     }
 }

@@ -28,7 +28,8 @@ pub struct Problem {
     pub title: &'static str,
     pub status: u16,
     /// Stable machine code, e.g. `validation_failed`, `unauthorized`, `forbidden`, `not_found`,
-    /// `name_taken`, `idempotency_key_reused`, `idempotency_key_in_flight`,
+    /// `name_taken`, `idempotency_key_reused`, `idempotency_key_in_flight`, `rate_limited`,
+    /// `quota_exceeded`,
     /// `payload_too_large`, `dependency_unavailable`, `internal_error`.
     #[schema(example = "validation_failed")]
     pub code: &'static str,
@@ -78,6 +79,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub detail: String,
     pub errors: Vec<FieldError>,
+    /// Seconds for a `Retry-After` header (a 503 says 1 without it).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -87,6 +90,7 @@ impl ApiError {
             code,
             detail: detail.into(),
             errors: Vec::new(),
+            retry_after: None,
         }
     }
 
@@ -101,7 +105,15 @@ impl ApiError {
             code: "validation_failed",
             detail,
             errors,
+            retry_after: None,
         }
+    }
+
+    /// A 429 telling the caller when to try again (`Retry-After`, whole seconds).
+    pub fn too_many(code: &'static str, detail: impl Into<String>, retry_after: u64) -> ApiError {
+        let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, detail);
+        e.retry_after = Some(retry_after.max(1));
+        e
     }
 
     pub fn bad_request(code: &'static str, detail: impl Into<String>) -> ApiError {
@@ -169,7 +181,11 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        } else if self.status == StatusCode::SERVICE_UNAVAILABLE {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

@@ -10,6 +10,7 @@ pub mod health;
 pub mod http_metrics;
 pub mod idempotency;
 pub mod json;
+pub mod limits;
 pub mod messages;
 pub mod openapi;
 pub mod provider_health;
@@ -60,6 +61,8 @@ pub struct AppState {
     /// For "test connection".
     pub provider_ctx: ProviderContext,
     pub public_url: Option<String>,
+    /// The operator's per-tenant limits (cached) and their Redis counters.
+    pub limits: crate::limits::LimitsGate,
 }
 
 impl AppState {
@@ -82,6 +85,10 @@ impl AppState {
             topology,
             config.amqp.publish_channels,
         ));
+        let limits = crate::limits::LimitsGate::new(
+            &config.namespace,
+            crate::limits::LimitsCache::new(pool.clone(), config.intake.limits_cache_ttl),
+        );
         Ok(AppState {
             pool,
             redis,
@@ -100,6 +107,7 @@ impl AppState {
                 config.providers.public_url.clone(),
             )?,
             public_url: config.providers.public_url.clone(),
+            limits,
         })
     }
 }
@@ -130,6 +138,7 @@ pub fn documented_routes() -> OpenApiRouter<Arc<AppState>> {
         .merge(suppressions::routes())
         .merge(webhook_endpoints::routes())
         .merge(webhook_attempts::routes())
+        .merge(limits::routes())
 }
 
 pub fn router(state: Arc<AppState>) -> Router {

@@ -73,6 +73,7 @@ impl Modify for BearerAuth {
         (name = "webhooks", description = "Provider delivery receipts"),
         (name = "webhook-endpoints", description = "Signed status webhooks to the tenant"),
         (name = "suppressions", description = "Recipients no message is sent to"),
+        (name = "limits", description = "Per-tenant limits set by the operator, and usage"),
         (name = "stats", description = "Usage counts, delivery rates and provider health"),
         (name = "operations", description = "Health, readiness, metrics, this document"),
     )

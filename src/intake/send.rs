@@ -1,4 +1,5 @@
-//! `POST /v1/send`: validate, claim the idempotency key, publish with a confirm, answer 202.
+//! `POST /v1/send`: validate, claim the idempotency key, admit under the tenant's limits
+//! (`crate::limits`), publish with a confirm, answer 202.
 //! Never touches Postgres. [`SendRequest`] and [`SendAccepted`] are what the handler reads and
 //! answers, and what OpenAPI documents.
 
@@ -269,6 +270,7 @@ pub(super) async fn publish_send(
         ApiErrors,
         BodyErrors,
         (status = 409, description = "Same Idempotency-Key still in flight", body = super::error::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "The tenant's accept rate (`rate_limited`) or the channel's daily quota (`quota_exceeded`) set by the operator is reached; nothing was queued. `Retry-After` says when to try again (the next second, or UTC midnight)", body = super::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields (see `errors`), or an Idempotency-Key reused with another body", body = super::error::Problem, content_type = "application/problem+json"),
     )
 )]
@@ -390,9 +392,34 @@ async fn accept(
         }
     }
 
+    // The operator's limits (accept rate, daily quota): one atomic Redis round trip checks and
+    // counts this send. A replay was answered above and spends nothing; a refusal releases the
+    // claim so the same key can be retried later.
+    let admitted = state
+        .limits
+        .admit(redis.as_mut(), tenant.as_str(), message.channel, created_at)
+        .await;
+    let counted = match admitted {
+        Ok(counted) => counted,
+        Err(refusal) => {
+            let claim = super::limits::Claim {
+                idem: idem.as_deref(),
+                marker: &marker,
+                fingerprint: &fingerprint,
+                id,
+            };
+            return Err(super::limits::refuse(redis.as_mut(), claim, refusal).await);
+        }
+    };
+
     let published = publish_send(&state, id, &tenant, &message, created_at).await;
     if let Err(e) = published {
         tracing::warn!(message_id = %id, error = %e, "publish failed; send refused with 503");
+        if let (Some(conn), Some(counted)) = (redis.as_mut(), counted.as_ref())
+            && let Err(re) = state.limits.give_back(conn, counted).await
+        {
+            tracing::warn!(error = %re, "could not give back the counted send");
+        }
         if let Some(conn) = redis.as_mut()
             && let Err(re) =
                 idempotency::release(conn, idem.as_deref(), &marker, &fingerprint, id).await

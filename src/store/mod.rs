@@ -10,6 +10,7 @@ pub mod messages;
 pub mod providers;
 pub mod stats;
 pub mod suppressions;
+pub mod tenant_limits;
 pub mod webhook_deliveries;
 pub mod webhook_endpoints;
 

@@ -18,6 +18,7 @@ mod crash;
 mod dashboard_assets;
 mod dead_letters;
 mod delivery_policy;
+mod limits;
 mod message_filters;
 mod observability;
 mod pipeline;

@@ -351,6 +351,23 @@ async fn metrics_expose_requests_publishes_deliveries_retries_failovers_dead_let
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    // A send over the tenant's daily quota is refused and counted by reason.
+    let r = app
+        .as_tenant(reqwest::Method::PUT, "/v1/limits", "initech")
+        .json(&json!({"daily_quota": {"sms": 1}}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 200);
+    app.send_sms("initech", "within the quota").await;
+    let r = app
+        .send(
+            "initech",
+            json!({"channel": "sms", "to": "+14155550100", "content": {"text": "over"}}),
+        )
+        .await;
+    assert_eq!(r.status(), 429);
+
     let r = app
         .http
         .get(app.url("/metrics"))
@@ -409,6 +426,10 @@ async fn metrics_expose_requests_publishes_deliveries_retries_failovers_dead_let
     positive("communication_accept_to_sent_seconds_count", &[]);
     positive("communication_db_batch_seconds_count", &[]);
     positive("communication_accepted_total", &[("channel", "sms")]);
+    positive(
+        "communication_intake_refused_total",
+        &[("reason", "quota_exceeded")],
+    );
     assert!(
         sample(&text, "communication_worker_in_flight", &[]).is_some(),
         "worker in-flight gauge missing"

@@ -161,6 +161,31 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/limits": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The tenant's limits set by the operator
+         * @description A tenant API key reads its own tenant's; the service token names the tenant in `X-Tenant-Id`. `null` is unlimited.
+         */
+        get: operations["get_limits"];
+        /**
+         * Set the tenant's limits (service token only)
+         * @description Replaces the tenant's whole set of limits: a field left out or `null` is unlimited. Each limit is an integer from 1 to 10000000. Takes effect within `COMMUNICATION_LIMITS_CACHE_MS` on every intake replica.
+         */
+        put: operations["put_limits"];
+        post?: never;
+        /** Remove every limit of the tenant (service token only) */
+        delete: operations["delete_limits"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/messages": {
         parameters: {
             query?: never;
@@ -356,6 +381,26 @@ export interface paths {
         post?: never;
         /** Remove a suppression: later sends to the recipient go out again */
         delete: operations["delete_suppression"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The tenant's sends of one UTC day per channel, beside its daily quotas
+         * @description Counts every send accepted over HTTP (202, replays excluded), for every tenant. Kept for today and yesterday.
+         */
+        get: operations["get_usage"];
+        put?: never;
+        post?: never;
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -572,6 +617,48 @@ export interface components {
         BucketWidth: "hour" | "day";
         /** @enum {string} */
         ChannelName: "email" | "sms";
+        ChannelsUsage: {
+            email: components["schemas"]["ChannelUsage"];
+            sms: components["schemas"]["ChannelUsage"];
+        };
+        /** @description One channel's usage of the day. */
+        ChannelUsage: {
+            /**
+             * Format: int32
+             * @description The daily quota; `null` is unlimited.
+             */
+            quota?: number | null;
+            /**
+             * Format: int64
+             * @description `quota - used` (never below 0); `null` is unlimited.
+             */
+            remaining?: number | null;
+            /**
+             * Format: int64
+             * @description Sends accepted over HTTP that UTC day.
+             */
+            used: number;
+        };
+        /** @description Daily quotas per channel (messages per UTC day); `null` is unlimited. */
+        DailyQuota: {
+            /**
+             * Format: int32
+             * @example 50000
+             */
+            email?: number | null;
+            /**
+             * Format: int32
+             * @example 10000
+             */
+            sms?: number | null;
+        };
+        /** @description Daily quotas in a `PUT /v1/limits` body. */
+        DailyQuotaUpdate: {
+            /** Format: int64 */
+            email?: number | null;
+            /** Format: int64 */
+            sms?: number | null;
+        };
         /** @description A page of `GET /v1/dead-letters`. */
         DeadLetterPage: {
             items: components["schemas"]["DeadLetterView"][];
@@ -705,6 +792,35 @@ export interface components {
              */
             samples: number;
         };
+        /**
+         * @description Body of `PUT /v1/limits`: the tenant's whole set of limits (a field left out or `null` is
+         *     unlimited).
+         */
+        LimitsUpdate: {
+            /**
+             * Format: int64
+             * @example 100
+             */
+            accept_rate_per_second?: number | null;
+            daily_quota?: components["schemas"]["DailyQuotaUpdate"] | null;
+        };
+        /** @description A tenant's limits as the API and the CLI show them. */
+        LimitsView: {
+            /**
+             * Format: int32
+             * @description Sends accepted per second at most (`POST /v1/send`); `null` is unlimited.
+             * @example 100
+             */
+            accept_rate_per_second?: number | null;
+            daily_quota: components["schemas"]["DailyQuota"];
+            /** @example acme */
+            tenant_id: string;
+            /**
+             * Format: date-time
+             * @description When an operator last set them; `null` when the tenant has no limits set.
+             */
+            updated_at?: string | null;
+        };
         /** @description What a message says. Email needs `subject` and `text` and/or `html`; SMS needs `text`. */
         MessageContent: {
             /** @description Email only. */
@@ -754,7 +870,8 @@ export interface components {
         Problem: {
             /**
              * @description Stable machine code, e.g. `validation_failed`, `unauthorized`, `forbidden`, `not_found`,
-             *     `name_taken`, `idempotency_key_reused`, `idempotency_key_in_flight`,
+             *     `name_taken`, `idempotency_key_reused`, `idempotency_key_in_flight`, `rate_limited`,
+             *     `quota_exceeded`,
              *     `payload_too_large`, `dependency_unavailable`, `internal_error`.
              * @example validation_failed
              */
@@ -1172,6 +1289,17 @@ export interface components {
             items: components["schemas"]["Suppression"][];
             /** @description Pass as `cursor` for the next page; `null` on the last. */
             next_cursor?: string | null;
+        };
+        /** @description `GET /v1/usage`. */
+        UsageView: {
+            channels: components["schemas"]["ChannelsUsage"];
+            /**
+             * @description The UTC day, `YYYY-MM-DD`.
+             * @example 2026-12-01
+             */
+            date: string;
+            /** @example acme */
+            tenant_id: string;
         };
         /** @description What one receipt did. */
         WebhookAck: {
@@ -1771,6 +1899,230 @@ export interface operations {
             };
             /** @description Invalid fields (see `errors`) */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected failure (details only in the service's log) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency is down; retry later (Retry-After) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_limits: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The limits */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LimitsView"];
+                };
+            };
+            /** @description Malformed request: its JSON, a query parameter, or a header such as X-Tenant-Id (see `detail`, and `errors` per field) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credentials may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected failure (details only in the service's log) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency is down; retry later (Retry-After) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    put_limits: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LimitsUpdate"];
+            };
+        };
+        responses: {
+            /** @description The limits now */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LimitsView"];
+                };
+            };
+            /** @description Malformed request: its JSON, a query parameter, or a header such as X-Tenant-Id (see `detail`, and `errors` per field) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credentials may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid fields (see `errors`) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected failure (details only in the service's log) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency is down; retry later (Retry-After) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_limits: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The tenant is unlimited */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Malformed request: its JSON, a query parameter, or a header such as X-Tenant-Id (see `detail`, and `errors` per field) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credentials may not do this */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2666,6 +3018,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The tenant's accept rate (`rate_limited`) or the channel's daily quota (`quota_exceeded`) set by the operator is reached; nothing was queued. `Retry-After` says when to try again (the next second, or UTC midnight) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Unexpected failure (details only in the service's log) */
             500: {
                 headers: {
@@ -3050,6 +3411,74 @@ export interface operations {
             };
             /** @description No such resource for this tenant */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected failure (details only in the service's log) */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency is down; retry later (Retry-After) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_usage: {
+        parameters: {
+            query?: {
+                /** @description `YYYY-MM-DD` (UTC): today (default) or yesterday */
+                date?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The day's usage */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UsageView"];
+                };
+            };
+            /** @description Malformed request: its JSON, a query parameter, or a header such as X-Tenant-Id (see `detail`, and `errors` per field) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credentials may not do this */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
