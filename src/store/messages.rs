@@ -160,6 +160,38 @@ pub async fn claim_messages(
     conn: &mut PgConnection,
     rows: &[NewMessage],
 ) -> Result<Vec<ClaimOutcome>, sqlx::Error> {
+    claim_messages_as(conn, rows, &[]).await
+}
+
+/// [`claim_messages`], with the state a new row starts in: `initial[i]`, when given, is the
+/// change its first step makes (e.g. `sending` with the attempt counted), written into the
+/// inserted row itself rather than by a later `UPDATE` of it — one row version and one set of
+/// index entries fewer per message. A message found already recorded is left as it is (the
+/// caller applies its change to it). `initial` may be shorter than `rows`.
+pub async fn claim_messages_as(
+    conn: &mut PgConnection,
+    rows: &[NewMessage],
+    initial: &[Option<&StatusUpdate>],
+) -> Result<Vec<ClaimOutcome>, sqlx::Error> {
+    let first = |i: usize| initial.get(i).copied().flatten();
+    let statuses: Vec<&str> = (0..rows.len())
+        .map(|i| first(i).map_or("queued", |u| u.status.as_str()))
+        .collect();
+    let providers: Vec<Option<Uuid>> = (0..rows.len())
+        .map(|i| first(i).and_then(|u| u.provider_id))
+        .collect();
+    let kinds: Vec<Option<&str>> = (0..rows.len())
+        .map(|i| first(i).and_then(|u| u.provider_kind.as_deref()))
+        .collect();
+    let pmids: Vec<Option<&str>> = (0..rows.len())
+        .map(|i| first(i).and_then(|u| u.provider_message_id.as_deref()))
+        .collect();
+    let attempts: Vec<i32> = (0..rows.len())
+        .map(|i| first(i).map_or(0, |u| u.attempts_inc))
+        .collect();
+    let errors: Vec<Option<&str>> = (0..rows.len())
+        .map(|i| first(i).and_then(|u| u.last_error.as_deref()))
+        .collect();
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
     let tenants: Vec<&str> = rows.iter().map(|r| r.tenant_id.as_str()).collect();
     let channels: Vec<&str> = rows.iter().map(|r| r.channel.as_str()).collect();
@@ -171,13 +203,21 @@ pub async fn claim_messages(
     let found: Vec<ClaimRow> = sqlx::query_as(
         "WITH input AS ( \
             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
-                                 $6::jsonb[], $7::bigint[], $8::timestamptz[]) \
-            AS t(id, tenant_id, channel, recipient, idempotency_key, metadata, ttl_seconds, created_at)), \
+                                 $6::jsonb[], $7::bigint[], $8::timestamptz[], $9::text[], \
+                                 $10::uuid[], $11::text[], $12::text[], $13::int[], $14::text[]) \
+            AS t(id, tenant_id, channel, recipient, idempotency_key, metadata, ttl_seconds, created_at, \
+                 status, provider_id, provider_kind, provider_message_id, attempts, last_error)), \
          ins AS ( \
             INSERT INTO message_logs (id, tenant_id, channel, recipient, status, idempotency_key, \
-                                      metadata, ttl_seconds, created_at, updated_at) \
-            SELECT id, tenant_id, channel, recipient, 'queued', idempotency_key, metadata, \
-                   ttl_seconds, created_at, now() FROM input \
+                                      metadata, ttl_seconds, created_at, updated_at, provider_id, \
+                                      provider_kind, provider_message_id, attempts, last_error, \
+                                      sent_at, completed_at) \
+            SELECT id, tenant_id, channel, recipient, status, idempotency_key, metadata, \
+                   ttl_seconds, created_at, now(), provider_id, provider_kind, provider_message_id, \
+                   attempts, last_error, \
+                   CASE WHEN status = 'sent' THEN now() END, \
+                   CASE WHEN status IN ('sent', 'failed', 'expired', 'suppressed') THEN now() END \
+            FROM input \
             ON CONFLICT DO NOTHING RETURNING id, tenant_id, created_at), \
          ev AS ( \
             INSERT INTO message_events (message_id, tenant_id, kind, created_at) \
@@ -198,6 +238,12 @@ pub async fn claim_messages(
     .bind(&metadata)
     .bind(&ttls)
     .bind(&created)
+    .bind(&statuses)
+    .bind(&providers)
+    .bind(&kinds)
+    .bind(&pmids)
+    .bind(&attempts)
+    .bind(&errors)
     .fetch_all(&mut *conn)
     .await?;
     let outcome_of = |id: Uuid| -> ClaimOutcome {

@@ -16,11 +16,11 @@ use super::guard::{Admission, AfterFailure, Pass, ProviderGuard};
 use super::policy::{Clock, Outcome, Position, decide};
 use super::resolver::{ResolvedProvider, Resolver};
 use super::settle::{Delivery, Disposition, Settled, Settler, Step, event, instant, update};
-use super::writer::Record;
+use super::writer::{self, Record, WriteError};
 use crate::config::RetryPolicy;
 use crate::domain::{EventKind, MessageStatus};
 use crate::providers::{ErrorClass, OutboundMessage, ProviderError, SendReceipt};
-use crate::queue::envelope::{self, Rejection};
+use crate::queue::envelope::{self, Rejection, ValidEnvelope};
 use crate::queue::retry_state::RetryState;
 use crate::queue::topology::header_str;
 use crate::store::messages::{ClaimOutcome, NewEvent, NewMessage, StatusUpdate};
@@ -58,6 +58,23 @@ enum Tried {
     },
     /// The attempt could not be recorded: the provider was not called.
     NotRecorded,
+    /// Claiming the message (with the attempt) found it must not be sent: a duplicate, an
+    /// already final message. The provider was not called.
+    Stopped(Disposition),
+}
+
+/// The row that records a message on first sight.
+fn new_message(env: &ValidEnvelope) -> NewMessage {
+    NewMessage {
+        id: env.id,
+        tenant_id: env.tenant_id.as_str().to_owned(),
+        channel: env.message.channel.as_str().to_owned(),
+        recipient: env.message.to.as_str().to_owned(),
+        idempotency_key: env.message.idempotency_key.clone(),
+        metadata: env.message.metadata.clone(),
+        ttl_seconds: env.message.ttl_seconds.map(|t| t as i64),
+        created_at: env.created_at,
+    }
 }
 
 impl Deliverer {
@@ -94,13 +111,16 @@ impl Deliverer {
             body,
             routing_key,
         };
-        if let Some(settled) = self.claim(&d).await {
-            return settled;
-        }
+        // The message is recorded ("claimed") together with its first step's rows: usually
+        // the attempt, in one commit. Steps that settle it before any attempt claim it alone.
+        let mut pending = Some(new_message(&env));
         tracing::debug!(message_id = %env.id, channel = env.message.channel.as_str(), "delivery started");
         if let Some(at) = env.message.expires_at(env.created_at)
             && Utc::now() >= at
         {
+            if let Some(settled) = self.claim_now(&d, &mut pending).await {
+                return settled;
+            }
             let outcome = Outcome::Expired { at };
             let next = decide(&outcome, Position::default(), &self.retry, Clock::now());
             return self
@@ -109,10 +129,15 @@ impl Deliverer {
                 .await
                 .disposition();
         }
-        if let Some(suppressed) = self.end_if_suppressed(&env).await {
+        if let Some(suppressed) = self.end_if_suppressed(&d, &mut pending).await {
             return suppressed;
         }
         let state = RetryState::from_headers(headers);
+        if state.not_before.is_some()
+            && let Some(settled) = self.claim_now(&d, &mut pending).await
+        {
+            return settled;
+        }
         if let Some(waiting) = self.wait_until_due(&d, &state).await {
             return waiting;
         }
@@ -142,6 +167,9 @@ impl Deliverer {
                     env.message.channel
                 ),
             };
+            if let Some(settled) = self.claim_now(&d, &mut pending).await {
+                return settled;
+            }
             return self.settler.fail(&d, None, reason, true, Vec::new()).await;
         }
         let mut at = Position {
@@ -153,11 +181,16 @@ impl Deliverer {
         let mut token_held = state.rate_slot;
         loop {
             let Some(provider) = providers.get(at.index) else {
+                if let Some(settled) = self.claim_now(&d, &mut pending).await {
+                    return settled;
+                }
                 let reason = "every provider was tried".to_owned();
                 return self.settler.fail(&d, None, reason, true, Vec::new()).await;
             };
             let token_reserved = token_held.take() == Some(provider.id);
-            let mut tried = self.attempt(&d, provider, at, token_reserved).await;
+            let mut tried = self
+                .attempt(&d, &mut pending, provider, at, token_reserved)
+                .await;
             if let Tried::Called { result: Err(e), .. } = &tried {
                 self.suppress_refused_recipient(&env, provider, e).await;
             }
@@ -167,7 +200,13 @@ impl Deliverer {
             };
             let outcome = match &tried {
                 Tried::NotRecorded => return Disposition::Requeue,
-                Tried::HeldBack(outcome) => *outcome,
+                Tried::Stopped(disposition) => return *disposition,
+                Tried::HeldBack(outcome) => {
+                    if let Some(settled) = self.claim_now(&d, &mut pending).await {
+                        return settled;
+                    }
+                    *outcome
+                }
                 Tried::Called {
                     result,
                     latency_ms,
@@ -200,21 +239,52 @@ impl Deliverer {
         }
     }
 
-    /// Records the message on first sight. `Some`: nothing more to do (a duplicate, an already
-    /// final message, a database error, an id taken by another tenant).
-    async fn claim(&self, d: &Delivery<'_>) -> Option<Disposition> {
-        let env = d.env;
-        let claim = NewMessage {
-            id: env.id,
-            tenant_id: env.tenant_id.as_str().to_owned(),
-            channel: env.message.channel.as_str().to_owned(),
-            recipient: env.message.to.as_str().to_owned(),
-            idempotency_key: env.message.idempotency_key.clone(),
-            metadata: env.message.metadata.clone(),
-            ttl_seconds: env.message.ttl_seconds.map(|t| t as i64),
-            created_at: env.created_at,
+    /// Records the message now, alone, unless it is already recorded. `Some`: nothing more
+    /// to do (a duplicate, an already final message, a database error, an id taken by
+    /// another tenant).
+    async fn claim_now(
+        &self,
+        d: &Delivery<'_>,
+        pending: &mut Option<NewMessage>,
+    ) -> Option<Disposition> {
+        let claim = pending.take()?;
+        let result = self.settler.writer.claim(claim).await;
+        self.after_claim(d, result).await
+    }
+
+    /// Commits a step's rows, claiming the message in the same transaction when it is not
+    /// recorded yet. `Err`: the rows were not written, and the delivery ends so.
+    pub(crate) async fn commit_first(
+        &self,
+        d: &Delivery<'_>,
+        pending: &mut Option<NewMessage>,
+        record: Record,
+    ) -> Result<(), Disposition> {
+        let Some(claim) = pending.take() else {
+            return match self.settler.commit(record).await {
+                Disposition::Ack => Ok(()),
+                requeue => Err(requeue),
+            };
         };
-        match self.settler.writer.claim(claim).await {
+        let result = self.settler.writer.claim_then(claim, Some(record)).await;
+        let tenant = d.env.tenant_id.as_str();
+        let proceeds = matches!(&result, Ok(outcome) if writer::proceeds(tenant, outcome));
+        match self.after_claim(d, result).await {
+            Some(stop) => Err(stop),
+            // `after_claim` lets only proceeding claims through; this is the same test.
+            None if proceeds => Ok(()),
+            None => Err(Disposition::Requeue),
+        }
+    }
+
+    /// What a claim's outcome means for the delivery. `Some`: nothing more to do.
+    async fn after_claim(
+        &self,
+        d: &Delivery<'_>,
+        result: Result<ClaimOutcome, WriteError>,
+    ) -> Option<Disposition> {
+        let env = d.env;
+        match result {
             Err(e) => {
                 tracing::warn!(message_id = %env.id, error = %e, "could not record message; will retry");
                 Some(Disposition::Requeue)
@@ -273,6 +343,7 @@ impl Deliverer {
     async fn attempt(
         &self,
         d: &Delivery<'_>,
+        pending: &mut Option<NewMessage>,
         provider: &ResolvedProvider,
         at: Position,
         token_reserved: bool,
@@ -302,9 +373,12 @@ impl Deliverer {
             )],
             dead_letter: None,
         };
-        if self.settler.commit(before).await == Disposition::Requeue {
+        if let Err(disposition) = self.commit_first(d, pending, before).await {
             self.guard.release(provider.id, &pass).await;
-            return Tried::NotRecorded;
+            return match disposition {
+                Disposition::Requeue => Tried::NotRecorded,
+                ack => Tried::Stopped(ack),
+            };
         }
         let outbound = OutboundMessage {
             id: env.id,

@@ -21,12 +21,12 @@ use sqlx::PgPool;
 
 use super::delivery::Deliverer;
 use super::resolver::ResolvedProvider;
-use super::settle::{Disposition, event, update};
+use super::settle::{Delivery, Disposition, event, update};
 use super::writer::Record;
 use crate::domain::{Channel, EventKind, MessageStatus, SuppressionReason, normalize_recipient};
 use crate::providers::{ErrorClass, ProviderError};
 use crate::queue::envelope::ValidEnvelope;
-use crate::store::messages::StatusUpdate;
+use crate::store::messages::{NewMessage, StatusUpdate};
 use crate::store::suppressions::{self, NewSuppression};
 
 /// Longest list a worker keeps whole in memory per tenant and channel.
@@ -183,7 +183,12 @@ impl Deliverer {
     /// Ends the message `suppressed` when its recipient is on the tenant's list; `None` when it
     /// is not (the delivery goes on). A failed lookup requeues: sending to a suppressed
     /// recipient is the outcome to avoid.
-    pub(crate) async fn end_if_suppressed(&self, env: &ValidEnvelope) -> Option<Disposition> {
+    pub(crate) async fn end_if_suppressed(
+        &self,
+        d: &Delivery<'_>,
+        pending: &mut Option<NewMessage>,
+    ) -> Option<Disposition> {
+        let env = d.env;
         let channel = env.message.channel;
         match self
             .suppressions
@@ -196,22 +201,23 @@ impl Deliverer {
                     "kind" => "none", "outcome" => "suppressed")
                 .increment(1);
                 tracing::info!(message_id = %env.id, "recipient is suppressed; not sent");
-                Some(
-                    self.settler.commit(Record {
-                        update: Some(StatusUpdate {
-                            last_error: Some("the recipient is on the suppression list".into()),
-                            ..update(env, MessageStatus::Suppressed)
-                        }),
-                        events: vec![event(
-                            env,
-                            EventKind::Suppressed,
-                            None,
-                            json!({"reason": "the recipient is on the tenant's suppression list"}),
-                        )],
-                        dead_letter: None,
-                    })
-                    .await,
-                )
+                let record = Record {
+                    update: Some(StatusUpdate {
+                        last_error: Some("the recipient is on the suppression list".into()),
+                        ..update(env, MessageStatus::Suppressed)
+                    }),
+                    events: vec![event(
+                        env,
+                        EventKind::Suppressed,
+                        None,
+                        json!({"reason": "the recipient is on the tenant's suppression list"}),
+                    )],
+                    dead_letter: None,
+                };
+                Some(match self.commit_first(d, pending, record).await {
+                    Ok(()) => Disposition::Ack,
+                    Err(stop) => stop,
+                })
             }
             Err(e) => {
                 tracing::warn!(message_id = %env.id, error = %e, "could not check the suppression list; will retry");

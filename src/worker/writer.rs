@@ -24,7 +24,13 @@ pub struct Record {
 }
 
 enum Request {
-    Claim(NewMessage, oneshot::Sender<Result<ClaimOutcome, String>>),
+    /// A message's first record, and the rows of its first step to commit with it when the
+    /// claim lets the delivery go on (see [`proceeds`]).
+    Claim(
+        NewMessage,
+        Option<Record>,
+        oneshot::Sender<Result<ClaimOutcome, String>>,
+    ),
     Record(Record, oneshot::Sender<Result<(), String>>),
 }
 
@@ -53,9 +59,22 @@ impl Writer {
 
     /// Records a message (first sight) and says whether it is new, known, or a duplicate.
     pub async fn claim(&self, message: NewMessage) -> Result<ClaimOutcome, WriteError> {
+        self.claim_then(message, None).await
+    }
+
+    /// Records a message and, in the same transaction, the rows of its first step (the
+    /// attempt), which are written only when [`proceeds`] says the claim lets the delivery go
+    /// on. One commit instead of two per message: a crash leaves either nothing (the message
+    /// is claimed again on redelivery) or the message with its attempt recorded, never a
+    /// claimed message whose attempt is missing.
+    pub async fn claim_then(
+        &self,
+        message: NewMessage,
+        then: Option<Record>,
+    ) -> Result<ClaimOutcome, WriteError> {
         let (tx, rx) = oneshot::channel();
         self.tx
-            .send(Request::Claim(message, tx))
+            .send(Request::Claim(message, then, tx))
             .await
             .map_err(|_| WriteError("writer stopped".into()))?;
         rx.await
@@ -143,10 +162,10 @@ async fn flush(pool: &PgPool, batch: Vec<Request>, slot: i16) {
     let mut originals = Vec::with_capacity(batch.len());
     for req in batch {
         match req {
-            Request::Claim(m, tx) => {
-                claims.push(m.clone());
+            Request::Claim(m, then, tx) => {
+                claims.push((m.clone(), then.clone()));
                 claim_tx.push(tx);
-                originals.push(Single::Claim(m));
+                originals.push(Single::Claim(m, then));
             }
             Request::Record(r, tx) => {
                 updates.extend(r.update.clone());
@@ -157,7 +176,7 @@ async fn flush(pool: &PgPool, batch: Vec<Request>, slot: i16) {
             }
         }
     }
-    match write_all(pool, &claims, &updates, &events, &dead, slot).await {
+    match write_all(pool, claims, updates, events, dead, slot).await {
         Ok(outcomes) => {
             for (tx, outcome) in claim_tx.into_iter().zip(outcomes) {
                 let _ = tx.send(Ok(outcome));
@@ -182,11 +201,18 @@ async fn flush(pool: &PgPool, batch: Vec<Request>, slot: i16) {
             let mut record_tx = record_tx.into_iter();
             for single in originals {
                 match single {
-                    Single::Claim(m) => {
-                        let r = write_all(pool, std::slice::from_ref(&m), &[], &[], &[], slot)
-                            .await
-                            .map_err(|e| e.to_string())
-                            .and_then(|mut o| o.pop().ok_or_else(|| "no outcome".to_string()));
+                    Single::Claim(m, then) => {
+                        let r = write_all(
+                            pool,
+                            vec![(m, then)],
+                            Vec::new(),
+                            Vec::new(),
+                            Vec::new(),
+                            slot,
+                        )
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|mut o| o.pop().ok_or_else(|| "no outcome".to_string()));
                         if let Some(tx) = claim_tx.next() {
                             let _ = tx.send(r);
                         }
@@ -194,10 +220,10 @@ async fn flush(pool: &PgPool, batch: Vec<Request>, slot: i16) {
                     Single::Record(rec) => {
                         let r = write_all(
                             pool,
-                            &[],
-                            rec.update.as_slice(),
-                            &rec.events,
-                            rec.dead_letter.as_slice(),
+                            Vec::new(),
+                            rec.update.into_iter().collect(),
+                            rec.events,
+                            rec.dead_letter.into_iter().collect(),
                             slot,
                         )
                         .await
@@ -214,31 +240,64 @@ async fn flush(pool: &PgPool, batch: Vec<Request>, slot: i16) {
 }
 
 enum Single {
-    Claim(NewMessage),
+    Claim(NewMessage, Option<Record>),
     Record(Record),
+}
+
+/// Whether a claim lets its delivery go on to the step written with it: a new message, or
+/// one already recorded for the same tenant and not final yet (a redelivery, a retry).
+pub fn proceeds(tenant: &str, outcome: &ClaimOutcome) -> bool {
+    match outcome {
+        ClaimOutcome::New => true,
+        ClaimOutcome::Existing { status, tenant_id } => {
+            tenant_id == tenant && MessageStatus::parse(status).is_some_and(|s| !s.is_final())
+        }
+        ClaimOutcome::Duplicate { .. } => false,
+    }
 }
 
 async fn write_all(
     pool: &PgPool,
-    claims: &[NewMessage],
-    updates: &[StatusUpdate],
-    events: &[NewEvent],
-    dead: &[DeadLetter],
+    claims: Vec<(NewMessage, Option<Record>)>,
+    mut updates: Vec<StatusUpdate>,
+    mut events: Vec<NewEvent>,
+    mut dead: Vec<DeadLetter>,
     rollup_slot: i16,
 ) -> Result<Vec<ClaimOutcome>, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let outcomes = if claims.is_empty() {
+    let (claimed, thens): (Vec<NewMessage>, Vec<Option<Record>>) = claims.into_iter().unzip();
+    let outcomes = if claimed.is_empty() {
         Vec::new()
     } else {
-        messages::claim_messages(&mut tx, claims).await?
+        // A new message is inserted already in its first step's state.
+        let initial: Vec<Option<&StatusUpdate>> = thens
+            .iter()
+            .map(|t| t.as_ref().and_then(|t| t.update.as_ref()))
+            .collect();
+        messages::claim_messages_as(&mut tx, &claimed, &initial).await?
     };
+    // The first steps of the claims that proceed join the batch's own rows; a new message's
+    // change is already in its inserted row.
+    let mut started = Vec::new();
+    for ((m, then), outcome) in claimed.iter().zip(thens).zip(&outcomes) {
+        if let Some(then) = then
+            && proceeds(&m.tenant_id, outcome)
+        {
+            match (outcome, then.update) {
+                (ClaimOutcome::New, Some(u)) => started.push(u),
+                (_, u) => updates.extend(u),
+            }
+            events.extend(then.events);
+            dead.extend(then.dead_letter);
+        }
+    }
     let ids: Vec<_> = updates.iter().map(|u| u.id).collect();
     let before = stats::lock_counted(&mut tx, &ids, WORKER_OWNED).await?;
-    messages::apply_updates(&mut tx, updates).await?;
-    messages::insert_events(&mut tx, events).await?;
-    messages::insert_dead_letters(&mut tx, dead).await?;
+    messages::apply_updates(&mut tx, &updates).await?;
+    messages::insert_events(&mut tx, &events).await?;
+    messages::insert_dead_letters(&mut tx, &dead).await?;
     // Last, so the rollup's shared rows stay locked only until the commit.
-    let delta = rollup_delta(claims, &outcomes, updates, &before);
+    let delta = rollup_delta(&claimed, &outcomes, &started, &updates, &before);
     stats::apply_delta(&mut tx, &delta, rollup_slot).await?;
     tx.commit().await?;
     Ok(outcomes)
@@ -254,14 +313,20 @@ const WORKER_OWNED: &[&str] = &["queued", "sending"];
 fn rollup_delta(
     claims: &[NewMessage],
     outcomes: &[ClaimOutcome],
+    started: &[StatusUpdate],
     updates: &[StatusUpdate],
     before: &[stats::CountedMessage],
 ) -> stats::RollupDelta {
     let mut delta = stats::RollupDelta::default();
+    let started: std::collections::HashMap<_, _> = started.iter().map(|u| (u.id, u)).collect();
     for (m, outcome) in claims.iter().zip(outcomes) {
         if *outcome == ClaimOutcome::New {
-            let status = MessageStatus::Queued.as_str();
-            delta.count(&m.tenant_id, m.created_at, &m.channel, None, status, 1);
+            // Counted in the state it was inserted in.
+            let (status, provider) = match started.get(&m.id) {
+                Some(u) => (u.status.as_str(), u.provider_id),
+                None => (MessageStatus::Queued.as_str(), None),
+            };
+            delta.count(&m.tenant_id, m.created_at, &m.channel, provider, status, 1);
         }
     }
     let now = Utc::now();

@@ -43,3 +43,4 @@ mod unknown_outcome;
 mod webhook_endpoints;
 mod webhooks_crash;
 mod webhooks_out;
+mod writer_claim;
