@@ -298,7 +298,7 @@ impl Stack {
                 let ch = connection.create_channel().await?;
                 let consumers = ch
                     .queue_declare(
-                        self.topology.work_queue(channel).into(),
+                        self.topology.entry_queue(channel).into(),
                         QueueDeclareOptions {
                             passive: true,
                             ..Default::default()
@@ -383,13 +383,8 @@ impl Stack {
             crate::queue::connect(&self.endpoints.amqp_url, "communication-bench").await?;
         let ch = connection.create_channel().await?;
         let t = &self.topology;
-        let mut names = vec![t.dead_queue(), super::raw::raw_queue(&self.namespace)];
-        for c in Channel::ALL {
-            names.push(t.work_queue(c));
-            for tier in &t.delay_tiers {
-                names.push(t.delay_queue(c, *tier));
-            }
-        }
+        let mut names = t.queues();
+        names.push(super::raw::raw_queue(&self.namespace));
         for n in names {
             let _ = ch
                 .queue_delete(n.into(), QueueDeleteOptions::default())

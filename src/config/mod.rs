@@ -7,6 +7,7 @@
 mod connections;
 mod delivery;
 mod env;
+mod lanes;
 mod notify;
 mod service;
 #[cfg(test)]
@@ -19,6 +20,7 @@ use crate::crypto::Keyring;
 pub use connections::{AmqpSettings, DatabaseSettings, RedisSettings};
 pub use delivery::{GuardSettings, RetryPolicy, WorkerTuning};
 pub use env::Lookup;
+pub use lanes::LaneSettings;
 pub use notify::{NotifySettings, parse_duration};
 pub use service::{IntakeSettings, ProviderBases, ProviderSettings, TelemetrySettings};
 
@@ -72,6 +74,8 @@ pub struct Config {
     pub telemetry: TelemetrySettings,
     /// Suppression and status webhooks (`COMMUNICATION_SUPPRESSION_…`, `COMMUNICATION_WEBHOOK_…`).
     pub notify: NotifySettings,
+    /// Priority lanes and fair share (`COMMUNICATION_LANES`, `COMMUNICATION_FAIR_SHARE_…`).
+    pub lanes: LaneSettings,
 }
 
 impl std::fmt::Debug for Config {
@@ -87,6 +91,7 @@ impl std::fmt::Debug for Config {
             .field("guard", &self.guard)
             .field("providers", &self.providers)
             .field("telemetry", &self.telemetry)
+            .field("lanes", &self.lanes)
             .finish_non_exhaustive()
     }
 }
@@ -134,6 +139,7 @@ impl Config {
         let worker = WorkerTuning::read(&mut env);
         let guard = GuardSettings::read(&mut env, providers.timeout);
         let telemetry = TelemetrySettings::read(&mut env);
+        let lanes = LaneSettings::read(&mut env);
         let (notify, problems) = NotifySettings::read(get);
         env.problems.extend(problems);
         match keyring {
@@ -150,6 +156,7 @@ impl Config {
                 providers,
                 telemetry,
                 notify,
+                lanes,
             }),
             _ => Err(ConfigErrors(env.problems)),
         }

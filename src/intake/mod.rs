@@ -60,6 +60,8 @@ pub struct AppState {
     /// For "test connection".
     pub provider_ctx: ProviderContext,
     pub public_url: Option<String>,
+    /// Which lane a send takes (fair share, `lanes::fair_share`).
+    pub lanes: Arc<crate::lanes::LaneDecider>,
 }
 
 impl AppState {
@@ -100,6 +102,11 @@ impl AppState {
                 config.providers.public_url.clone(),
             )?,
             public_url: config.providers.public_url.clone(),
+            lanes: Arc::new(crate::lanes::LaneDecider::new(
+                config.lanes,
+                &config.namespace,
+                Some(secrecy::ExposeSecret::expose_secret(&config.redis.url)),
+            )),
         })
     }
 }
