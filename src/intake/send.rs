@@ -75,7 +75,19 @@ pub struct SendRequest {
     /// `high` for one-time codes and security mail, `normal` (default), `bulk` for receipts
     /// and newsletters. Beyond a tenant's fair share per second, its messages move down a lane.
     #[schema(value_type = Option<Priority>)]
+    #[serde(default, deserialize_with = "priority_field")]
     pub priority: Option<Priority>,
+}
+
+/// `priority` read as a string first: serde_json reports a number where an enum is expected
+/// as a syntax error (a 400 "not JSON"), where the caller should hear which field is wrong.
+fn priority_field<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Priority>, D::Error> {
+    let Some(s) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    Priority::parse(&s)
+        .map(Some)
+        .ok_or_else(|| serde::de::Error::custom("unknown priority"))
 }
 
 impl RequestFields for SendRequest {

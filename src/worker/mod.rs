@@ -111,6 +111,7 @@ pub async fn run(config: &Config, pool: PgPool, shutdown: CancellationToken) -> 
             pool.clone(),
             config.notify.suppression_cache_ttl,
         )),
+        in_flight: Default::default(),
     });
     // Status webhooks: their own pool, connection and concurrency (see `notify::service`).
     let webhooks = crate::notify::service::spawn(config, shutdown.clone())?;

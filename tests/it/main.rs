@@ -17,6 +17,8 @@ mod breaker_ratelimit;
 mod crash;
 mod dashboard_assets;
 mod dead_letters;
+mod lanes;
+mod lanes_crash;
 mod delivery_policy;
 mod message_filters;
 mod observability;

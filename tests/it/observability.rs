@@ -411,6 +411,15 @@ async fn metrics_expose_requests_publishes_deliveries_retries_failovers_dead_let
     positive("communication_accept_to_sent_seconds_count", &[]);
     positive("communication_db_batch_seconds_count", &[]);
     positive("communication_accepted_total", &[("channel", "sms")]);
+    // Lanes: the wait in the lane (publish → consume), and the retries re-laned by the router.
+    positive(
+        "communication_queue_wait_seconds_count",
+        &[("channel", "sms"), ("lane", "normal")],
+    );
+    positive(
+        "communication_routed_total",
+        &[("channel", "sms"), ("lane", "normal")],
+    );
     assert!(
         sample(&text, "communication_worker_in_flight", &[]).is_some(),
         "worker in-flight gauge missing"
