@@ -8,6 +8,7 @@
 //! and N direct publishes, each timed from first accept to the last `sent` in the database.
 //! Figures and PASS/MISS per target go to stdout; the stack is removed afterwards.
 
+mod fairness;
 mod load;
 pub mod raw;
 mod stack;
@@ -29,6 +30,9 @@ pub enum Scenario {
     Pipeline,
     /// `GET /v1/stats` for a tenant with millions of messages (issue 9).
     Stats,
+    /// One tenant's burst against another tenant's `high` codes, lanes on and off (issue 11;
+    /// `--messages` is the burst).
+    Fairness,
 }
 
 /// Options of `communication bench`.
@@ -110,6 +114,9 @@ struct Report {
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.scenario == Scenario::Stats {
         return stats::run(&args).await;
+    }
+    if args.scenario == Scenario::Fairness {
+        return fairness::run(&args).await;
     }
     if args.messages == 0 || args.workers.is_empty() || args.workers.contains(&0) {
         anyhow::bail!("--messages and each --workers count must be at least 1");

@@ -75,6 +75,8 @@ pub struct Stack {
     log_level: String,
     prefetch: u16,
     log_dir: PathBuf,
+    /// Extra variables of every child process (e.g. `COMMUNICATION_LANES=false`).
+    env: Vec<(String, String)>,
     intake: Option<Child>,
     workers: Vec<Child>,
     spawned_workers: usize,
@@ -99,6 +101,17 @@ impl Stack {
         namespace: &str,
         prefetch: u16,
         log_level: &str,
+    ) -> anyhow::Result<Stack> {
+        Stack::start_with_env(endpoints, namespace, prefetch, log_level, Vec::new()).await
+    }
+
+    /// [`Stack::start`] with extra variables for every child process.
+    pub async fn start_with_env(
+        endpoints: Endpoints,
+        namespace: &str,
+        prefetch: u16,
+        log_level: &str,
+        env: Vec<(String, String)>,
     ) -> anyhow::Result<Stack> {
         let db_name = format!("bench_{}", uuid::Uuid::new_v4().simple());
         let admin = PgPool::connect(&endpoints.admin_database_url)
@@ -131,6 +144,7 @@ impl Stack {
             log_level: log_level.to_owned(),
             prefetch,
             log_dir,
+            env,
             intake: None,
             workers: Vec::new(),
             spawned_workers: 0,
@@ -183,6 +197,9 @@ impl Stack {
             .stdout(log.try_clone()?)
             .stderr(log)
             .kill_on_drop(true);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
         for (k, v) in extra {
             cmd.env(k, v);
         }

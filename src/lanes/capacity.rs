@@ -108,7 +108,11 @@ mod tests {
     fn shares_leave_room_for_the_higher_lanes() {
         let c = Capacity::new(400, true);
         assert_eq!(
-            (c.limit(Priority::High), c.limit(Priority::Normal), c.limit(Priority::Bulk)),
+            (
+                c.limit(Priority::High),
+                c.limit(Priority::Normal),
+                c.limit(Priority::Bulk)
+            ),
             (400, 360, 320)
         );
         let c = Capacity::new(8, true);

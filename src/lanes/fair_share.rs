@@ -176,7 +176,9 @@ impl LaneDecider {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .retry_at = None;
-                let lane = usize::try_from(n - 1).ok().and_then(|i| Priority::ALL.get(i));
+                let lane = usize::try_from(n - 1)
+                    .ok()
+                    .and_then(|i| Priority::ALL.get(i));
                 return Some(lane.copied().unwrap_or(requested));
             }
             Ok(Err(e)) => e.to_string(),
@@ -197,7 +199,10 @@ impl LaneDecider {
         None
     }
 
-    async fn connection(&self, client: &redis::Client) -> redis::RedisResult<MultiplexedConnection> {
+    async fn connection(
+        &self,
+        client: &redis::Client,
+    ) -> redis::RedisResult<MultiplexedConnection> {
         let mut slot = self.conn.lock().await;
         if let Some(conn) = slot.as_ref() {
             return Ok(conn.clone());
@@ -250,9 +255,16 @@ mod tests {
         let tenant = TenantId::parse("acme").expect("tenant");
         let started = Instant::now();
         for _ in 0..50 {
-            assert_eq!(d.decide(&tenant, Channel::Sms, Priority::High).await, Priority::High);
+            assert_eq!(
+                d.decide(&tenant, Channel::Sms, Priority::High).await,
+                Priority::High
+            );
         }
         // One failed try, then Redis is left alone for a second.
-        assert!(started.elapsed() < Duration::from_millis(800), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_millis(800),
+            "{:?}",
+            started.elapsed()
+        );
     }
 }

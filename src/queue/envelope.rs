@@ -296,7 +296,11 @@ mod tests {
         v["priority"] = json!("urgent");
         assert_eq!(lane_hint(&serde_json::to_vec(&v).expect("json")), None);
         let r = decode(&serde_json::to_vec(&v).expect("json")).expect_err("bad priority");
-        assert!(r.reason.contains("(value hidden)") || r.reason.contains("variant"), "{}", r.reason);
+        assert!(
+            r.reason.contains("(value hidden)") || r.reason.contains("variant"),
+            "{}",
+            r.reason
+        );
         let mut v = good();
         v["channel"] = json!("fax");
         assert_eq!(lane_hint(&serde_json::to_vec(&v).expect("json")), None);

@@ -64,8 +64,29 @@ pub struct InFlightGuard<'a> {
 impl InFlight {
     /// `None` if `id` is already in progress here.
     pub fn enter(&self, id: uuid::Uuid) -> Option<InFlightGuard<'_>> {
-        let mut ids = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        ids.insert(id).then_some(InFlightGuard { set: self, id })
+        let fresh = self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
+        // The guard is made only for a fresh id, and after the lock is released: its drop
+        // takes the lock again.
+        fresh.then(|| InFlightGuard { set: self, id })
+    }
+}
+
+#[cfg(test)]
+mod in_flight_tests {
+    use super::InFlight;
+
+    #[test]
+    fn a_second_copy_is_refused_while_the_first_is_in_progress() {
+        let set = InFlight::default();
+        let id = uuid::Uuid::now_v7();
+        let first = set.enter(id).expect("first copy");
+        assert!(set.enter(id).is_none());
+        assert!(
+            set.enter(id).is_none(),
+            "a refused copy does not release the first"
+        );
+        drop(first);
+        assert!(set.enter(id).is_some());
     }
 }
 

@@ -39,13 +39,11 @@ fn sms(text: &str, priority: Option<&str>) -> Value {
 }
 
 async fn sent_count(app: &TestApp, tenant: &str) -> i64 {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM message_logs WHERE tenant_id = $1 AND status = 'sent'",
-    )
-    .bind(tenant)
-    .fetch_one(&app.pool)
-    .await
-    .expect("count")
+    sqlx::query_scalar("SELECT count(*) FROM message_logs WHERE tenant_id = $1 AND status = 'sent'")
+        .bind(tenant)
+        .fetch_one(&app.pool)
+        .await
+        .expect("count")
 }
 
 /// Waits until `id` is sent; returns how many of `other`'s messages were sent by then.
@@ -171,21 +169,19 @@ async fn a_tenant_bursting_high_is_demoted_beyond_its_share_and_does_not_delay_a
 #[tokio::test]
 async fn envelopes_without_priority_published_directly_are_delivered_as_before() {
     let app = TestApp::spawn().await;
-    app.system_provider("acme", "sms", "sys", "deliver", 1).await;
+    app.system_provider("acme", "sms", "sys", "deliver", 1)
+        .await;
     let id = Uuid::now_v7();
-    let env = envelope(
-        "acme",
-        id,
-        "sms",
-        "+14155550100",
-        json!({"text": "hello"}),
-    );
+    let env = envelope("acme", id, "sms", "+14155550100", json!({"text": "hello"}));
     assert!(env.get("priority").is_none());
     app.publish_raw("sms", env.to_string().as_bytes()).await;
     let body = app
         .wait_for_status("acme", &id.to_string(), &["sent"])
         .await;
-    assert_eq!(app.event_types(&body).await, ["accepted", "attempt", "sent"]);
+    assert_eq!(
+        app.event_types(&body).await,
+        ["accepted", "attempt", "sent"]
+    );
     // An envelope the router cannot read goes on unchanged and is refused by the worker.
     app.publish_raw("sms", br#"{"version": 1, "priority": "urgent"}"#)
         .await;
@@ -194,7 +190,10 @@ async fn envelopes_without_priority_published_directly_are_delivered_as_before()
         if let Some((_, reason)) = app.drain_dead().await.into_iter().next() {
             break reason.unwrap_or_default();
         }
-        assert!(tokio::time::Instant::now() < deadline, "never dead-lettered");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never dead-lettered"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(reason.contains("envelope"), "{reason}");
@@ -204,15 +203,10 @@ async fn envelopes_without_priority_published_directly_are_delivered_as_before()
 #[tokio::test]
 async fn the_same_envelope_routed_twice_is_sent_once() {
     let app = TestApp::spawn().await;
-    app.system_provider("acme", "sms", "sys", "deliver", 1).await;
+    app.system_provider("acme", "sms", "sys", "deliver", 1)
+        .await;
     let id = Uuid::now_v7();
-    let mut env = envelope(
-        "acme",
-        id,
-        "sms",
-        "+14155550100",
-        json!({"text": "once"}),
-    );
+    let mut env = envelope("acme", id, "sms", "+14155550100", json!({"text": "once"}));
     env["priority"] = json!("high");
     let body = env.to_string();
     // What a router crash between its confirmed publish and its ack leaves: the same envelope
@@ -238,7 +232,8 @@ async fn the_same_envelope_routed_twice_is_sent_once() {
 #[tokio::test]
 async fn an_unknown_priority_is_422_naming_it_and_a_replay_with_priority_answers_the_same_id() {
     let app = TestApp::spawn().await;
-    app.system_provider("acme", "sms", "sys", "deliver", 1).await;
+    app.system_provider("acme", "sms", "sys", "deliver", 1)
+        .await;
     for bad in [json!("urgent"), json!(1), json!("HIGH")] {
         let mut body = sms("x", None);
         body["priority"] = bad.clone();

@@ -25,9 +25,11 @@ async fn send(client: &Client, n: usize) -> Option<Uuid> {
         .post(format!("{}/v1/send", client.base))
         .bearer_auth(SERVICE_TOKEN)
         .header("X-Tenant-Id", TENANT)
-        .json(&json!({"channel": "email", "to": format!("user{n}@example.com"),
+        .json(
+            &json!({"channel": "email", "to": format!("user{n}@example.com"),
                       "content": {"subject": "Receipt", "text": format!("Thanks, order {n}")},
-                      "priority": PRIORITIES[n % 3]}))
+                      "priority": PRIORITIES[n % 3]}),
+        )
         .send()
         .await
         .ok()?;

@@ -31,9 +31,12 @@ fn the_fingerprint_is_the_one_the_value_based_reader_computed() {
     let c = request(r#"{"channel":"sms","to":"+14155550100","content":{"text":"y"}}"#);
     assert_eq!(a.fingerprint(), b.fingerprint());
     assert_ne!(a.fingerprint(), c.fingerprint());
-    let high = request(r#"{"channel":"sms","to":"+14155550100","content":{"text":"x"},"priority":"high"}"#);
-    let normal =
-        request(r#"{"channel":"sms","to":"+14155550100","content":{"text":"x"},"priority":"normal"}"#);
+    let high = request(
+        r#"{"channel":"sms","to":"+14155550100","content":{"text":"x"},"priority":"high"}"#,
+    );
+    let normal = request(
+        r#"{"channel":"sms","to":"+14155550100","content":{"text":"x"},"priority":"normal"}"#,
+    );
     assert_ne!(a.fingerprint(), high.fingerprint());
     assert_ne!(high.fingerprint(), normal.fingerprint());
 }
