@@ -750,6 +750,11 @@ export interface components {
             /** Format: date-time */
             updated_at: string;
         };
+        /**
+         * @description Delivery lane: `high` (one-time codes, security mail), `normal` (default), `bulk`. The service may move a tenant's messages beyond its fair share to a lower lane, never to a higher one.
+         * @enum {string}
+         */
+        Priority: "high" | "normal" | "bulk";
         /** @description An error: RFC 9457 problem details (`application/problem+json`). */
         Problem: {
             /**
@@ -1056,6 +1061,7 @@ export interface components {
              *     accept tags.
              */
             metadata?: unknown;
+            priority?: components["schemas"]["Priority"] | null;
             /**
              * Format: uuid
              * @description Pin one of the tenant's providers.
