@@ -71,25 +71,6 @@ impl InFlight {
     }
 }
 
-#[cfg(test)]
-mod in_flight_tests {
-    use super::InFlight;
-
-    #[test]
-    fn a_second_copy_is_refused_while_the_first_is_in_progress() {
-        let set = InFlight::default();
-        let id = uuid::Uuid::now_v7();
-        let first = set.enter(id).expect("first copy");
-        assert!(set.enter(id).is_none());
-        assert!(
-            set.enter(id).is_none(),
-            "a refused copy does not release the first"
-        );
-        drop(first);
-        assert!(set.enter(id).is_some());
-    }
-}
-
 impl Drop for InFlightGuard<'_> {
     fn drop(&mut self) {
         let mut ids = self.set.0.lock().unwrap_or_else(|p| p.into_inner());
@@ -458,5 +439,24 @@ impl Deliverer {
                 (Some(until), Some(opened))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod in_flight_tests {
+    use super::InFlight;
+
+    #[test]
+    fn a_second_copy_is_refused_while_the_first_is_in_progress() {
+        let set = InFlight::default();
+        let id = uuid::Uuid::now_v7();
+        let first = set.enter(id).expect("first copy");
+        assert!(set.enter(id).is_none());
+        assert!(
+            set.enter(id).is_none(),
+            "a refused copy does not release the first"
+        );
+        drop(first);
+        assert!(set.enter(id).is_some());
     }
 }
