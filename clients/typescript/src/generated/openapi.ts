@@ -594,6 +594,10 @@ export interface components {
             /** Format: date-time */
             replayed_at?: string | null;
             replayed_by?: string | null;
+            /**
+             * @description The routing key it was delivered with: `{channel}.{lane}` (e.g. `sms.high`) for the
+             *     lane it died in. A replay goes to the channel's entry queue, whatever the lane.
+             */
             routing_key?: string | null;
             tenant_id?: string | null;
         };
