@@ -43,21 +43,36 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     }
     let endpoints = Endpoints::from_env()?;
     let mut runs = Vec::new();
+    // Every run on a fresh stack (database, namespace, processes): in one database the drain
+    // rate fell run after run as the tables grew, which biased "A vs alone" by run order.
     for lanes in [true, false] {
-        let namespace = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-        eprintln!("bench: lanes {} in namespace {namespace}", on_off(lanes));
-        let env = vec![("COMMUNICATION_LANES".to_owned(), lanes.to_string())];
-        let mut stack = Stack::start_with_env(
-            endpoints.clone(),
-            &namespace,
-            args.prefetch,
-            &args.log_level,
-            env,
-        )
-        .await?;
-        let result = measure(args, &mut stack, lanes, &mut runs).await;
-        stack.teardown(args.keep).await;
-        result?;
+        for priority in [Priority::Normal, Priority::High] {
+            // A alone (lanes on only: the undisturbed drain rate), then A with B.
+            for with_b in if lanes { vec![false, true] } else { vec![true] } {
+                let namespace =
+                    format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+                let env = vec![("COMMUNICATION_LANES".to_owned(), lanes.to_string())];
+                let mut stack = Stack::start_with_env(
+                    endpoints.clone(),
+                    &namespace,
+                    args.prefetch,
+                    &args.log_level,
+                    env,
+                )
+                .await?;
+                let label = format!(
+                    "lanes {}, A {}{}",
+                    on_off(lanes),
+                    priority.as_str(),
+                    if with_b { " + B" } else { " alone" }
+                );
+                eprintln!("bench: {label} (namespace {namespace})");
+                let result = measure(args, &mut stack, priority, with_b).await;
+                stack.teardown(args.keep).await;
+                let (a, b) = result?;
+                runs.push(Run { label, a, b });
+            }
+        }
     }
     print!("{}", render(args, &runs));
     Ok(())
@@ -67,60 +82,42 @@ fn on_off(lanes: bool) -> &'static str {
     if lanes { "on" } else { "off" }
 }
 
+/// One run on a fresh stack: A's drain, and B's accept→sent p50/p99 and count when B sends.
 async fn measure(
     args: &BenchArgs,
     stack: &mut Stack,
-    lanes: bool,
-    runs: &mut Vec<Run>,
-) -> anyhow::Result<()> {
+    priority: Priority,
+    with_b: bool,
+) -> anyhow::Result<(EndToEnd, Option<(Duration, Duration, usize)>)> {
     stack.set_workers(1).await?;
-    let mut n = 0;
-    for priority in [Priority::Normal, Priority::High] {
-        // A alone (lanes on only: the undisturbed drain rate), then A with B.
-        for with_b in if lanes { vec![false, true] } else { vec![true] } {
-            n += 1;
-            let a = format!("a{n}");
-            let b = format!("b{n}");
-            provider(stack, &a).await?;
-            provider(stack, &b).await?;
-            let label = format!(
-                "lanes {}, A {}{}",
-                on_off(lanes),
-                priority.as_str(),
-                if with_b { " + B" } else { " alone" }
-            );
-            eprintln!("bench: {label}");
-            let stop = CancellationToken::new();
-            let b_task = with_b.then(|| {
-                let (base, token, b, stop) = (
-                    stack.intake_base.clone(),
-                    stack.service_token.clone(),
-                    b.clone(),
-                    stop.clone(),
-                );
-                tokio::spawn(async move { send_codes(&base, &token, &b, stop).await })
-            });
-            publish_burst(stack, &a, priority, args.messages).await?;
-            let drained =
-                load::wait_all_sent(&stack.pool, &a, args.messages, Duration::from_secs(60)).await;
-            stop.cancel();
-            let b_sent = match b_task {
-                Some(task) => Some(task.await.context("B's sender")??),
-                None => None,
-            };
-            let a = drained?;
-            let b = match b_sent {
-                Some(count) => {
-                    let e = load::wait_all_sent(&stack.pool, &b, count, Duration::from_secs(30))
-                        .await?;
-                    Some((e.accept_to_sent_p50, e.accept_to_sent_p99, count))
-                }
-                None => None,
-            };
-            runs.push(Run { label, a, b });
+    let (a, b) = ("a", "b");
+    provider(stack, a).await?;
+    provider(stack, b).await?;
+    let stop = CancellationToken::new();
+    let b_task = with_b.then(|| {
+        let (base, token, stop) = (
+            stack.intake_base.clone(),
+            stack.service_token.clone(),
+            stop.clone(),
+        );
+        tokio::spawn(async move { send_codes(&base, &token, b, stop).await })
+    });
+    publish_burst(stack, a, priority, args.messages).await?;
+    let drained = load::wait_all_sent(&stack.pool, a, args.messages, Duration::from_secs(60)).await;
+    stop.cancel();
+    let b_sent = match b_task {
+        Some(task) => Some(task.await.context("B's sender")??),
+        None => None,
+    };
+    let a = drained?;
+    let b = match b_sent {
+        Some(count) => {
+            let e = load::wait_all_sent(&stack.pool, b, count, Duration::from_secs(30)).await?;
+            Some((e.accept_to_sent_p50, e.accept_to_sent_p99, count))
         }
-    }
-    Ok(())
+        None => None,
+    };
+    Ok((a, b))
 }
 
 /// The tenant's `system` SMS provider with [`PROVIDER_LATENCY_MS`].
