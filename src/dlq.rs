@@ -23,7 +23,6 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::crypto::Keyring;
-use crate::domain::Channel;
 use crate::queue::Publisher;
 use crate::store::dead_letters::{self, ReplayClaim};
 
@@ -143,7 +142,9 @@ pub async fn replay(
     // No retry headers: the worker starts again from the first provider with a fresh budget.
     let mut headers = FieldTable::default();
     headers.insert(HEADER_REPLAYED_FROM.into(), AMQPValue::LongLongInt(id));
-    let published = match Channel::parse(&routing_key) {
+    // A dead letter from a lane (`email.high`) is replayed to its channel's entry queue, where
+    // the router lanes it again from the envelope's own priority.
+    let published = match crate::queue::topology::channel_of_routing_key(&routing_key) {
         None => Err(format!(
             "stored routing key {routing_key:?} is not a channel"
         )),

@@ -14,6 +14,7 @@ pub mod dlq;
 pub mod domain;
 pub mod guard_state;
 pub mod intake;
+pub mod lanes;
 pub mod limits;
 pub mod notify;
 pub mod providers;

@@ -44,6 +44,7 @@ pub fn envelope(tenant: &str) -> Envelope {
         provider_id: None,
         metadata: None,
         ttl_seconds: None,
+        priority: None,
         created_at: Utc::now(),
     }
 }

@@ -12,6 +12,7 @@
 //! message of each process group (see [`http`]).
 
 mod cpu;
+mod fairness;
 mod http;
 mod http_report;
 mod load;
@@ -42,6 +43,9 @@ pub enum Scenario {
     Http,
     /// A tenant with millions of messages, and a retention pass while sends flow (issue 13).
     Retention,
+    /// One tenant's burst against another tenant's `high` codes, lanes on and off (issue 11;
+    /// `--messages` is the burst).
+    Fairness,
 }
 
 /// Options of `communication bench`.
@@ -137,6 +141,9 @@ struct Report {
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.scenario == Scenario::Stats {
         return stats::run(&args).await;
+    }
+    if args.scenario == Scenario::Fairness {
+        return fairness::run(&args).await;
     }
     if args.scenario == Scenario::Retention {
         return retention::run(&args).await;

@@ -78,7 +78,8 @@ pub struct Stack {
     intake: Option<Child>,
     workers: Vec<Child>,
     spawned_workers: usize,
-    /// More environment for every child (e.g. `RESEND_BASE_URL` of the HTTP case).
+    /// More environment for every child (e.g. `RESEND_BASE_URL` of the HTTP case,
+    /// `COMMUNICATION_LANES=false` of the fairness case).
     extra_env: Vec<(String, String)>,
 }
 
@@ -372,7 +373,7 @@ impl Stack {
                 let ch = connection.create_channel().await?;
                 let consumers = ch
                     .queue_declare(
-                        self.topology.work_queue(channel).into(),
+                        self.topology.entry_queue(channel).into(),
                         QueueDeclareOptions {
                             passive: true,
                             ..Default::default()
@@ -457,13 +458,8 @@ impl Stack {
             crate::queue::connect(&self.endpoints.amqp_url, "communication-bench").await?;
         let ch = connection.create_channel().await?;
         let t = &self.topology;
-        let mut names = vec![t.dead_queue(), super::raw::raw_queue(&self.namespace)];
-        for c in Channel::ALL {
-            names.push(t.work_queue(c));
-            for tier in &t.delay_tiers {
-                names.push(t.delay_queue(c, *tier));
-            }
-        }
+        let mut names = t.queues();
+        names.push(super::raw::raw_queue(&self.namespace));
         // The children declare the webhook queues too (default retry schedule).
         let webhooks = crate::notify::topology::WebhookTopology::new(
             &self.namespace,

@@ -7,6 +7,7 @@
 mod connections;
 mod delivery;
 mod env;
+mod lanes;
 mod notify;
 mod retention;
 mod service;
@@ -20,6 +21,7 @@ use crate::crypto::Keyring;
 pub use connections::{AmqpSettings, DatabaseSettings, RedisSettings};
 pub use delivery::{GuardSettings, RetryPolicy, WorkerTuning};
 pub use env::Lookup;
+pub use lanes::LaneSettings;
 pub use notify::{NotifySettings, parse_duration};
 pub use retention::{RETENTION_DAYS, RetentionSettings};
 pub use service::{IntakeSettings, ProviderBases, ProviderSettings, TelemetrySettings};
@@ -76,6 +78,8 @@ pub struct Config {
     pub notify: NotifySettings,
     /// Removal of old messages (`COMMUNICATION_RETENTION_…`).
     pub retention: RetentionSettings,
+    /// Priority lanes and fair share (`COMMUNICATION_LANES`, `COMMUNICATION_FAIR_SHARE_…`).
+    pub lanes: LaneSettings,
 }
 
 impl std::fmt::Debug for Config {
@@ -92,6 +96,7 @@ impl std::fmt::Debug for Config {
             .field("providers", &self.providers)
             .field("telemetry", &self.telemetry)
             .field("retention", &self.retention)
+            .field("lanes", &self.lanes)
             .finish_non_exhaustive()
     }
 }
@@ -140,6 +145,7 @@ impl Config {
         let guard = GuardSettings::read(&mut env, providers.timeout);
         let telemetry = TelemetrySettings::read(&mut env);
         let retention = RetentionSettings::read(&mut env);
+        let lanes = LaneSettings::read(&mut env);
         let (notify, problems) = NotifySettings::read(get);
         env.problems.extend(problems);
         match keyring {
@@ -157,6 +163,7 @@ impl Config {
                 telemetry,
                 notify,
                 retention,
+                lanes,
             }),
             _ => Err(ConfigErrors(env.problems)),
         }

@@ -396,3 +396,46 @@ fn retention_settings_out_of_range_are_each_named() {
         assert_eq!(e.names(), vec![name], "{name}={bad}");
     }
 }
+
+#[test]
+fn lanes_are_on_with_default_shares_unless_set() {
+    let base = [
+        ("DATABASE_URL", "postgres://x/y"),
+        ("ENCRYPTION_SECRET", KEY),
+    ];
+    let c = Config::from_lookup(&lookup(&base), false).expect("valid");
+    assert!(c.lanes.enabled);
+    assert_eq!((c.lanes.share_high, c.lanes.share_normal), (20, 200));
+    assert_eq!(c.lanes.redis_timeout, Duration::from_millis(250));
+    let mut vars = base.to_vec();
+    vars.extend([
+        ("COMMUNICATION_LANES", "false"),
+        ("COMMUNICATION_FAIR_SHARE_HIGH", "5"),
+        ("COMMUNICATION_FAIR_SHARE_NORMAL", "50"),
+        ("COMMUNICATION_FAIR_SHARE_REDIS_TIMEOUT_MS", "100"),
+    ]);
+    let c = Config::from_lookup(&lookup(&vars), false).expect("valid");
+    assert!(!c.lanes.enabled);
+    assert_eq!((c.lanes.share_high, c.lanes.share_normal), (5, 50));
+    assert_eq!(c.lanes.redis_timeout, Duration::from_millis(100));
+}
+
+#[test]
+fn bad_lane_settings_name_their_variable() {
+    for (name, bad) in [
+        ("COMMUNICATION_LANES", "sometimes"),
+        ("COMMUNICATION_FAIR_SHARE_HIGH", "0"),
+        ("COMMUNICATION_FAIR_SHARE_HIGH", "lots"),
+        ("COMMUNICATION_FAIR_SHARE_NORMAL", "0"),
+        ("COMMUNICATION_FAIR_SHARE_NORMAL", "-3"),
+        ("COMMUNICATION_FAIR_SHARE_REDIS_TIMEOUT_MS", "soon"),
+    ] {
+        let vars = [
+            ("DATABASE_URL", "postgres://x/y"),
+            ("ENCRYPTION_SECRET", KEY),
+            (name, bad),
+        ];
+        let e = Config::from_lookup(&lookup(&vars), false).expect_err("must fail");
+        assert_eq!(e.names(), [name], "{bad}");
+    }
+}

@@ -5,6 +5,7 @@
 
 mod content;
 mod message;
+mod priority;
 mod recipient;
 mod status;
 mod suppression;
@@ -15,6 +16,7 @@ pub use message::{
     FieldError, MAX_IDEMPOTENCY_KEY_CHARS, MAX_METADATA_BYTES, MAX_TTL_SECONDS, MessageDraft,
     ValidMessage, check_idempotency_key,
 };
+pub use priority::Priority;
 pub use recipient::{EmailAddress, PhoneNumber, Recipient};
 pub use status::{EventKind, MessageStatus};
 pub use suppression::{SuppressionReason, normalize_recipient};

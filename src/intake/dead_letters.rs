@@ -61,6 +61,8 @@ pub struct DeadLetterView {
     /// `failed` (every provider spent) or `invalid` (the envelope failed validation).
     pub kind: String,
     pub channel: Option<String>,
+    /// The routing key it was delivered with: `{channel}.{lane}` (e.g. `sms.high`) for the
+    /// lane it died in. A replay goes to the channel's entry queue, whatever the lane.
     pub routing_key: Option<String>,
     pub reason: String,
     pub replayable: bool,

@@ -66,6 +66,8 @@ pub struct AppState {
     pub limits: crate::limits::LimitsGate,
     /// `COMMUNICATION_RETENTION_DAYS`: a tenant's retention without an override.
     pub retention_days: u32,
+    /// Which lane a send takes (fair share, `lanes::fair_share`).
+    pub lanes: Arc<crate::lanes::LaneDecider>,
 }
 
 impl AppState {
@@ -112,6 +114,11 @@ impl AppState {
             public_url: config.providers.public_url.clone(),
             limits,
             retention_days: config.retention.days,
+            lanes: Arc::new(crate::lanes::LaneDecider::new(
+                config.lanes,
+                &config.namespace,
+                Some(secrecy::ExposeSecret::expose_secret(&config.redis.url)),
+            )),
         })
     }
 }

@@ -15,7 +15,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ObjectBuilder, RefOr, Schema, Type};
 use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
-use crate::domain::{Channel, FieldError};
+use crate::domain::{Channel, FieldError, Priority};
 
 pub use super::error::Problem;
 
@@ -32,6 +32,27 @@ impl PartialSchema for Channel {
 impl ToSchema for Channel {
     fn name() -> Cow<'static, str> {
         Cow::Borrowed("ChannelName")
+    }
+}
+
+/// `high`, `normal` or `bulk`, from the domain's own list.
+impl PartialSchema for Priority {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(Priority::ALL.map(Priority::as_str)))
+            .description(Some(
+                "Delivery lane: `high` (one-time codes, security mail), `normal` (default), \
+                 `bulk`. The service may move a tenant's messages beyond its fair share to a \
+                 lower lane, never to a higher one.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for Priority {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("Priority")
     }
 }
 
@@ -61,7 +82,7 @@ impl Modify for BearerAuth {
         description = "Queue-driven Email and SMS delivery: accept fast (202), deliver \
                        asynchronously through the tenant's providers with retries and failover."
     ),
-    components(schemas(Problem, FieldError, Channel)),
+    components(schemas(Problem, FieldError, Channel, Priority)),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
     tags(

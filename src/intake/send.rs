@@ -22,10 +22,11 @@ use super::error::{ApiError, ApiErrors, BodyErrors};
 use super::idempotency::{self, Claim};
 use super::json::{FieldProblem, JsonBody, ProblemKind, RequestFields};
 use crate::domain::{
-    Channel, Content, FieldError, MAX_TTL_SECONDS, MessageDraft, TenantId, ValidMessage,
+    Channel, Content, FieldError, MAX_TTL_SECONDS, MessageDraft, Priority, TenantId, ValidMessage,
     check_idempotency_key,
 };
-use crate::queue::{Envelope, PublishError};
+use crate::queue::topology::stamp_published_at;
+use crate::queue::{Envelope, PublishError, Topology};
 use crate::trace_context::{self, TraceContext};
 use tracing::Instrument;
 
@@ -72,6 +73,22 @@ pub struct SendRequest {
     /// After this many seconds the message is `expired` instead of sent.
     #[schema(minimum = 1, maximum = 604800)]
     pub ttl_seconds: Option<u64>,
+    /// `high` for one-time codes and security mail, `normal` (default), `bulk` for receipts
+    /// and newsletters. Beyond a tenant's fair share per second, its messages move down a lane.
+    #[schema(value_type = Option<Priority>)]
+    #[serde(default, deserialize_with = "priority_field")]
+    pub priority: Option<Priority>,
+}
+
+/// `priority` read as a string first: serde_json reports a number where an enum is expected
+/// as a syntax error (a 400 "not JSON"), where the caller should hear which field is wrong.
+fn priority_field<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Priority>, D::Error> {
+    let Some(s) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    Priority::parse(&s)
+        .map(Some)
+        .ok_or_else(|| serde::de::Error::custom("unknown priority"))
 }
 
 impl RequestFields for SendRequest {
@@ -93,17 +110,20 @@ impl RequestFields for SendRequest {
             }
             "provider_id" => FieldError::new("provider_id", "must be a UUID"),
             "ttl_seconds" => FieldError::new("ttl_seconds", TTL_RANGE),
+            "priority" => FieldError::new("priority", PRIORITY_VALUES),
             _ => problem.generic(),
         }
     }
 }
 
 const TTL_RANGE: &str = "must be an integer between 1 and 604800";
+const PRIORITY_VALUES: &str = "must be one of high, normal, bulk";
 
 impl SendRequest {
     /// SHA-256 of the body's canonical JSON (fields in alphabetical order, absent ones left
     /// out, `metadata`'s keys sorted): the same bytes serde_json's sorted map gave the earlier
-    /// reader, so a key claimed before an upgrade still matches its replay.
+    /// reader, so a key claimed before an upgrade still matches its replay. `priority` is in
+    /// it only when given, so a body without it hashes as it did before lanes existed.
     fn fingerprint(&self) -> String {
         #[derive(Serialize)]
         struct CanonicalContent<'a> {
@@ -123,6 +143,8 @@ impl SendRequest {
             #[serde(skip_serializing_if = "Option::is_none")]
             metadata: Option<&'a Value>,
             #[serde(skip_serializing_if = "Option::is_none")]
+            priority: Option<&'static str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
             provider_id: Option<&'a Uuid>,
             #[serde(skip_serializing_if = "Option::is_none")]
             to: Option<&'a str>,
@@ -137,6 +159,7 @@ impl SendRequest {
                 text: c.text.as_deref(),
             }),
             metadata: self.metadata.as_ref(),
+            priority: self.priority.map(Priority::as_str),
             provider_id: self.provider_id.as_ref(),
             to: self.to.as_deref(),
             ttl_seconds: self.ttl_seconds,
@@ -228,23 +251,33 @@ pub(super) fn queued_marker(message: &ValidMessage, created_at: DateTime<Utc>) -
     serde_json::to_string(&marker).unwrap_or_default()
 }
 
-/// Publishes a send to `{ns}.send` and waits for the broker's confirm (timed).
+/// Publishes a send straight to its lane on `{ns}.send` (the lane decided here, as the router
+/// would: `lanes::fair_share`) and waits for the broker's confirm (timed). The envelope
+/// carries the priority asked for, so a retry is re-laned from it.
 pub(super) async fn publish_send(
     state: &AppState,
     id: Uuid,
     tenant: &TenantId,
     message: &ValidMessage,
+    priority: Option<Priority>,
     created_at: DateTime<Utc>,
 ) -> Result<(), PublishError> {
-    let envelope = Envelope::new(id, tenant, message, created_at);
+    let mut envelope = Envelope::new(id, tenant, message, created_at);
+    envelope.priority = priority;
+    let lane = state
+        .lanes
+        .decide(tenant, message.channel, priority.unwrap_or_default())
+        .await;
+    let mut headers = lapin::types::FieldTable::default();
+    stamp_published_at(&mut headers);
     let started = Instant::now();
     let published = state
         .publisher
         .publish(
             &state.publisher.topology().send_exchange(),
-            message.channel.as_str(),
+            &Topology::lane_routing_key(message.channel, lane),
             &envelope.to_bytes(),
-            Default::default(),
+            headers,
             Some(&id.to_string()),
         )
         .await;
@@ -319,6 +352,7 @@ async fn accept(
         }
     };
     let fingerprint = body.fingerprint();
+    let priority = body.priority;
     let mut errors = Vec::new();
     let draft = body.into_draft(idempotency_key.clone(), &mut errors);
     let message = match draft.validate() {
@@ -412,7 +446,7 @@ async fn accept(
         }
     };
 
-    let published = publish_send(&state, id, &tenant, &message, created_at).await;
+    let published = publish_send(&state, id, &tenant, &message, priority, created_at).await;
     if let Err(e) = published {
         tracing::warn!(message_id = %id, error = %e, "publish failed; send refused with 503");
         if let (Some(conn), Some(counted)) = (redis.as_mut(), counted.as_ref())

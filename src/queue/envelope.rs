@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::domain::{Content, FieldError, MessageDraft, TenantId, ValidMessage};
+use crate::domain::{Channel, Content, FieldError, MessageDraft, Priority, TenantId, ValidMessage};
 
 pub const ENVELOPE_VERSION: u32 = 1;
 /// Envelopes larger than this are refused before parsing.
@@ -32,7 +32,43 @@ pub struct Envelope {
     pub metadata: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_seconds: Option<u64>,
+    /// The lane asked for (absent: `normal`). The service may move a message to a lower lane
+    /// (fair share), never a higher one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<Priority>,
     pub created_at: DateTime<Utc>,
+}
+
+/// The little the router reads of an envelope to choose its lane: never the content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaneHint {
+    pub tenant_id: TenantId,
+    pub channel: Channel,
+    pub priority: Priority,
+}
+
+/// Reads [`LaneHint`] from an envelope, or `None` when it cannot (not JSON, a bad tenant,
+/// channel or priority): such an envelope is sent on to the `normal` lane unchanged, where the
+/// worker's full validation refuses and records it.
+pub fn lane_hint(body: &[u8]) -> Option<LaneHint> {
+    #[derive(Deserialize)]
+    struct Hint<'a> {
+        #[serde(borrow)]
+        tenant_id: std::borrow::Cow<'a, str>,
+        #[serde(borrow)]
+        channel: std::borrow::Cow<'a, str>,
+        #[serde(default)]
+        priority: Option<Priority>,
+    }
+    if body.len() > MAX_ENVELOPE_BYTES {
+        return None;
+    }
+    let hint: Hint = serde_json::from_slice(body).ok()?;
+    Some(LaneHint {
+        tenant_id: TenantId::parse(&hint.tenant_id).ok()?,
+        channel: Channel::parse(&hint.channel)?,
+        priority: hint.priority.unwrap_or_default(),
+    })
 }
 
 /// An envelope that passed validation.
@@ -73,6 +109,7 @@ impl Envelope {
             provider_id: message.provider_id,
             metadata: message.metadata.clone(),
             ttl_seconds: message.ttl_seconds,
+            priority: None,
             created_at,
         }
     }
@@ -243,6 +280,36 @@ mod tests {
             "content": {"text": "Your code is 123456"},
             "created_at": "2026-11-25T10:00:00Z"
         })
+    }
+
+    #[test]
+    fn the_lane_hint_reads_tenant_channel_and_priority_and_gives_up_on_anything_odd() {
+        let hint = lane_hint(&serde_json::to_vec(&good()).expect("json")).expect("hint");
+        assert_eq!(hint.tenant_id.as_str(), "acme");
+        assert_eq!(hint.channel, Channel::Sms);
+        assert_eq!(hint.priority, Priority::Normal);
+        let mut v = good();
+        v["priority"] = json!("high");
+        let hint = lane_hint(&serde_json::to_vec(&v).expect("json")).expect("hint");
+        assert_eq!(hint.priority, Priority::High);
+        assert!(decode(&serde_json::to_vec(&v).expect("json")).is_ok());
+        v["priority"] = json!("urgent");
+        assert_eq!(lane_hint(&serde_json::to_vec(&v).expect("json")), None);
+        let r = decode(&serde_json::to_vec(&v).expect("json")).expect_err("bad priority");
+        assert!(
+            r.reason.contains("(value hidden)") || r.reason.contains("variant"),
+            "{}",
+            r.reason
+        );
+        let mut v = good();
+        v["channel"] = json!("fax");
+        assert_eq!(lane_hint(&serde_json::to_vec(&v).expect("json")), None);
+        assert_eq!(lane_hint(b"{not json"), None);
+        // Escaped strings still parse (they cannot be borrowed from the body).
+        let body = br#"{"tenant_id": "ac\u006de", "channel": "email", "priority": "bulk"}"#;
+        let hint = lane_hint(body).expect("hint");
+        assert_eq!(hint.tenant_id.as_str(), "acme");
+        assert_eq!(hint.priority, Priority::Bulk);
     }
 
     #[test]

@@ -1,10 +1,17 @@
 //! Names and declarations of every exchange and queue of a namespace.
 //!
-//! - `{ns}.send` (direct): routing keys `email` and `sms` → quorum queues `{ns}.send.email`,
-//!   `{ns}.send.sms`. Both dead-letter to `{ns}.dead` (e.g. past the quorum delivery limit).
+//! - `{ns}.send` (direct): routing keys `email` and `sms` → the ENTRY quorum queues
+//!   `{ns}.send.email`, `{ns}.send.sms`, where direct publishers, retries back from the delay
+//!   queues and dead-letter replays land. Every worker's router (`lanes::router`) moves each
+//!   entry message to a lane.
+//! - Routing keys `{channel}.high|normal|bulk` → the LANE quorum queues
+//!   `{ns}.send.{channel}.high|normal|bulk`, consumed by the workers (the intake publishes
+//!   straight to a lane). All work queues dead-letter to `{ns}.dead` (e.g. past the quorum
+//!   delivery limit).
 //! - `{ns}.delay.{channel}.{ms}`: one durable queue per channel and delay tier. Messages wait
-//!   out the queue's TTL, then dead-letter back to `{ns}.send` with the channel as routing key.
-//!   Fixed tiers, never mixed delays in one queue: a short delay never waits behind a long one.
+//!   out the queue's TTL, then dead-letter back to `{ns}.send` with the channel as routing key
+//!   (the entry queue: a retried message is re-laned). Fixed tiers, never mixed delays in one
+//!   queue: a short delay never waits behind a long one.
 //! - `{ns}.dead` (fanout exchange and quorum queue): envelopes that failed for good, with the
 //!   reason in the `x-death-reason` header.
 
@@ -15,7 +22,7 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel as AmqpChannel, ExchangeKind};
 
 use crate::config::RetryPolicy;
-use crate::domain::Channel;
+use crate::domain::{Channel, Priority};
 
 #[derive(Debug, Clone)]
 pub struct Topology {
@@ -36,8 +43,50 @@ impl Topology {
         format!("{}.send", self.namespace)
     }
 
-    pub fn work_queue(&self, channel: Channel) -> String {
+    /// The entry queue of a channel (routing key `{channel}`): direct publishes, retries and
+    /// replays land here; the router moves them to a lane.
+    pub fn entry_queue(&self, channel: Channel) -> String {
         format!("{}.send.{}", self.namespace, channel.as_str())
+    }
+
+    /// The lane queue of a channel and priority (routing key [`Topology::lane_routing_key`]).
+    pub fn lane_queue(&self, channel: Channel, lane: Priority) -> String {
+        format!(
+            "{}.send.{}.{}",
+            self.namespace,
+            channel.as_str(),
+            lane.as_str()
+        )
+    }
+
+    /// `{channel}.{lane}`: the routing key on `{ns}.send` that reaches a lane queue.
+    pub fn lane_routing_key(channel: Channel, lane: Priority) -> String {
+        format!("{}.{}", channel.as_str(), lane.as_str())
+    }
+
+    /// Every work queue: each channel's entry queue and its lanes (what KEDA scales on).
+    pub fn work_queues(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        for channel in Channel::ALL {
+            names.push(self.entry_queue(channel));
+            for lane in Priority::ALL {
+                names.push(self.lane_queue(channel, lane));
+            }
+        }
+        names
+    }
+
+    /// Every queue of the namespace: work queues, delay queues and the dead-letter queue (what
+    /// a test or the benchmark deletes afterwards).
+    pub fn queues(&self) -> Vec<String> {
+        let mut names = self.work_queues();
+        for channel in Channel::ALL {
+            for tier in &self.delay_tiers {
+                names.push(self.delay_queue(channel, *tier));
+            }
+        }
+        names.push(self.dead_queue());
+        names
     }
 
     pub fn dead_exchange(&self) -> String {
@@ -105,23 +154,32 @@ impl Topology {
             FieldTable::default(),
         )
         .await?;
+        let mut work_args = FieldTable::default();
+        work_args.insert("x-queue-type".into(), long_str("quorum"));
+        work_args.insert(
+            "x-dead-letter-exchange".into(),
+            long_str(&self.dead_exchange()),
+        );
         for channel in Channel::ALL {
-            let mut args = FieldTable::default();
-            args.insert("x-queue-type".into(), long_str("quorum"));
-            args.insert(
-                "x-dead-letter-exchange".into(),
-                long_str(&self.dead_exchange()),
-            );
-            ch.queue_declare(self.work_queue(channel).into(), queue_opts, args)
+            let mut bindings = vec![(self.entry_queue(channel), channel.as_str().to_owned())];
+            for lane in Priority::ALL {
+                bindings.push((
+                    self.lane_queue(channel, lane),
+                    Topology::lane_routing_key(channel, lane),
+                ));
+            }
+            for (queue, key) in bindings {
+                ch.queue_declare(queue.as_str().into(), queue_opts, work_args.clone())
+                    .await?;
+                ch.queue_bind(
+                    queue.into(),
+                    self.send_exchange().into(),
+                    key.into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
                 .await?;
-            ch.queue_bind(
-                self.work_queue(channel).into(),
-                self.send_exchange().into(),
-                channel.as_str().into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
+            }
             for tier in &self.delay_tiers {
                 let mut args = FieldTable::default();
                 args.insert(
@@ -146,6 +204,35 @@ impl Topology {
 
 fn long_str(s: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(s.as_bytes().to_vec()))
+}
+
+/// Header stamped (milliseconds since the epoch) when a message is published to a lane, by the
+/// intake and the router; the worker's `communication_queue_wait_seconds` is measured from it.
+pub const HEADER_PUBLISHED_AT_MS: &str = "x-published-at-ms";
+
+/// Sets [`HEADER_PUBLISHED_AT_MS`] to now.
+pub fn stamp_published_at(headers: &mut FieldTable) {
+    headers.insert(
+        HEADER_PUBLISHED_AT_MS.into(),
+        AMQPValue::LongLongInt(chrono::Utc::now().timestamp_millis()),
+    );
+}
+
+/// The channel a stored routing key names: `email`, or a lane's `email.high`.
+pub fn channel_of_routing_key(key: &str) -> Option<Channel> {
+    Channel::parse(key.split('.').next().unwrap_or(key))
+}
+
+/// An integer header's value.
+pub fn header_i64(headers: Option<&FieldTable>, name: &str) -> Option<i64> {
+    match headers?.inner().get(&ShortString::from(name))? {
+        AMQPValue::LongLongInt(n) => Some(*n),
+        AMQPValue::LongInt(n) => Some(i64::from(*n)),
+        AMQPValue::LongUInt(n) => Some(i64::from(*n)),
+        AMQPValue::ShortInt(n) => Some(i64::from(*n)),
+        AMQPValue::Timestamp(n) => i64::try_from(*n).ok(),
+        _ => None,
+    }
 }
 
 /// Header on dead letters: why the envelope was given up on.
@@ -206,5 +293,26 @@ mod tests {
             t.delay_queue(Channel::Sms, Duration::from_millis(4000)),
             "ns.delay.sms.4000"
         );
+    }
+
+    #[test]
+    fn lanes_have_their_own_queues_and_routing_keys() {
+        let t = Topology::new("ns", &RetryPolicy::default());
+        assert_eq!(t.entry_queue(Channel::Email), "ns.send.email");
+        assert_eq!(
+            t.lane_queue(Channel::Sms, Priority::High),
+            "ns.send.sms.high"
+        );
+        assert_eq!(
+            Topology::lane_routing_key(Channel::Email, Priority::Bulk),
+            "email.bulk"
+        );
+        assert_eq!(t.work_queues().len(), 8);
+        let all = t.queues();
+        assert_eq!(all.len(), 8 + 2 * t.delay_tiers.len() + 1);
+        assert!(all.contains(&"ns.dead".to_owned()));
+        assert_eq!(channel_of_routing_key("sms"), Some(Channel::Sms));
+        assert_eq!(channel_of_routing_key("email.high"), Some(Channel::Email));
+        assert_eq!(channel_of_routing_key("push.high"), None);
     }
 }

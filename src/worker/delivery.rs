@@ -43,6 +43,39 @@ pub struct Deliverer {
     pub guard: Arc<ProviderGuard>,
     /// Recipients never sent to (see `suppression`).
     pub suppressions: Arc<super::suppression::SuppressionList>,
+    /// Ids being delivered by this process right now.
+    pub in_flight: InFlight,
+}
+
+/// The ids this process is delivering. A second copy of a message that arrives while the first
+/// is still in progress here (the router republished it after a crash before its ack, or a
+/// publisher sent it twice) is acked and dropped: the first copy settles the message, and if
+/// it is requeued it comes back itself. (A copy that arrives after the first settled is caught
+/// by the database claim, as before.)
+#[derive(Default)]
+pub struct InFlight(std::sync::Mutex<std::collections::HashSet<uuid::Uuid>>);
+
+/// Removes its id from [`InFlight`] when the delivery ends.
+pub struct InFlightGuard<'a> {
+    set: &'a InFlight,
+    id: uuid::Uuid,
+}
+
+impl InFlight {
+    /// `None` if `id` is already in progress here.
+    pub fn enter(&self, id: uuid::Uuid) -> Option<InFlightGuard<'_>> {
+        let fresh = self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
+        // The guard is made only for a fresh id, and after the lock is released: its drop
+        // takes the lock again.
+        fresh.then(|| InFlightGuard { set: self, id })
+    }
+}
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        let mut ids = self.set.0.lock().unwrap_or_else(|p| p.into_inner());
+        ids.remove(&self.id);
+    }
 }
 
 /// What calling the provider at hand came to, before the policy decides.
@@ -105,6 +138,11 @@ impl Deliverer {
         let env = match envelope::decode(body) {
             Ok(env) => env,
             Err(rejection) => return self.settler.reject(body, rejection, routing_key).await,
+        };
+        let Some(_in_flight) = self.in_flight.enter(env.id) else {
+            tracing::info!(message_id = %env.id, "duplicate delivery dropped (the same id is in progress here)");
+            metrics::counter!("communication_duplicates_total").increment(1);
+            return Disposition::Ack;
         };
         let d = Delivery {
             env: &env,
@@ -475,5 +513,24 @@ impl Deliverer {
                 (Some(until), Some(opened))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod in_flight_tests {
+    use super::InFlight;
+
+    #[test]
+    fn a_second_copy_is_refused_while_the_first_is_in_progress() {
+        let set = InFlight::default();
+        let id = uuid::Uuid::now_v7();
+        let first = set.enter(id).expect("first copy");
+        assert!(set.enter(id).is_none());
+        assert!(
+            set.enter(id).is_none(),
+            "a refused copy does not release the first"
+        );
+        drop(first);
+        assert!(set.enter(id).is_some());
     }
 }

@@ -1,14 +1,17 @@
-//! The worker: consumes `{ns}.send.email` and `{ns}.send.sms`, runs each envelope through its
-//! delivery (`delivery`: the steps; `policy`: what follows each step, a pure function;
-//! `settle`: carrying that out; `dead_letter`: giving up), and acks only after the outcome is
-//! committed.
+//! The worker: routes each channel's entry queue `{ns}.send.{channel}` to the lanes
+//! (`lanes::router`), consumes the lanes `{ns}.send.{channel}.high|normal|bulk`
+//! (`consumers`), runs each envelope through its delivery (`delivery`: the steps; `policy`:
+//! what follows each step, a pure function; `settle`: carrying that out; `dead_letter`: giving
+//! up), and acks only after the outcome is committed.
 //!
-//! Concurrency is bounded by a semaphore (one permit per delivery in progress) and the broker
-//! prefetch; a slow provider occupies only its own permits. The connection is supervised: when
+//! Concurrency is bounded by permits (one per delivery in progress, with capacity reserved for
+//! the higher lanes: `lanes::Capacity`) and each consumer's broker prefetch; a slow provider
+//! occupies only its own permits. The connection is supervised: when
 //! it drops, the loop reconnects with backoff and re-declares the topology. On shutdown the
 //! worker stops taking deliveries, finishes and acks the ones in progress, then flushes its
 //! writer.
 
+mod consumers;
 mod dead_letter;
 pub mod delivery;
 pub mod guard;
@@ -21,8 +24,7 @@ pub mod writer;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+use lapin::options::{BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
@@ -30,13 +32,14 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::domain::Channel;
+use crate::domain::{Channel, Priority};
+use crate::lanes::{Capacity, LaneDecider, Router};
 use crate::providers::ProviderContext;
 use crate::queue::{Publisher, Topology};
 use delivery::Deliverer;
 use guard::ProviderGuard;
 use resolver::Resolver;
-use settle::{Disposition, Settler};
+use settle::Settler;
 use writer::Writer;
 
 /// Runs a worker until `shutdown` is cancelled.
@@ -108,12 +111,26 @@ pub async fn run(config: &Config, pool: PgPool, shutdown: CancellationToken) -> 
             pool.clone(),
             config.notify.suppression_cache_ttl,
         )),
+        in_flight: Default::default(),
     });
     // Status webhooks: their own pool, connection and concurrency (see `notify::service`).
     let webhooks = crate::notify::service::spawn(config, shutdown.clone())?;
     let retention = crate::retention::spawn(&config.retention, pool.clone(), shutdown.clone());
-    let concurrency = config.worker.concurrency;
-    let permits = Arc::new(Semaphore::new(concurrency));
+    let capacity = Arc::new(Capacity::new(
+        config.worker.concurrency,
+        config.lanes.enabled,
+    ));
+    let router = Arc::new(Router {
+        decider: Arc::new(LaneDecider::new(
+            config.lanes,
+            &config.namespace,
+            Some(config.redis.url.expose_secret()),
+        )),
+        publisher: publisher.clone(),
+        topology: topology.clone(),
+    });
+    // Routes in progress (each a confirmed publish): as many as one entry consumer may hold.
+    let route_permits = Arc::new(Semaphore::new(usize::from(config.worker.prefetch)));
     const FIRST_BACKOFF: Duration = Duration::from_millis(200);
     let mut backoff = FIRST_BACKOFF;
     while !shutdown.is_cancelled() {
@@ -122,7 +139,11 @@ pub async fn run(config: &Config, pool: PgPool, shutdown: CancellationToken) -> 
             config,
             &topology,
             &deliverer,
-            &permits,
+            &Lanes {
+                capacity: &capacity,
+                router: &router,
+                route_permits: &route_permits,
+            },
             &shutdown,
             &mut subscribed,
             &consuming,
@@ -145,8 +166,12 @@ pub async fn run(config: &Config, pool: PgPool, shutdown: CancellationToken) -> 
             }
         }
     }
-    // Finish in-flight deliveries: every permit back means every task acked or nacked.
-    let _all = permits.acquire_many(concurrency as u32).await;
+    // Finish in-flight deliveries and routes: every permit back means every task acked or
+    // nacked.
+    let _all = capacity.drain().await;
+    let _routes = route_permits
+        .acquire_many(u32::from(config.worker.prefetch))
+        .await;
     tracing::info!("worker drained in-flight deliveries");
     drop(deliverer);
     drop(writer);
@@ -157,18 +182,25 @@ pub async fn run(config: &Config, pool: PgPool, shutdown: CancellationToken) -> 
     Ok(())
 }
 
+/// What the consumers of one connection share across reconnects.
+struct Lanes<'a> {
+    capacity: &'a Arc<Capacity>,
+    router: &'a Arc<Router>,
+    route_permits: &'a Arc<Semaphore>,
+}
+
 /// One connection's life: returns Ok on shutdown, Err when the connection is lost.
-/// `subscribed` is set once both consumers are registered.
+/// `subscribed` is set once every consumer is registered.
 async fn consume(
     config: &Config,
     topology: &Topology,
     deliverer: &Arc<Deliverer>,
-    permits: &Arc<Semaphore>,
+    lanes: &Lanes<'_>,
     shutdown: &CancellationToken,
     subscribed: &mut bool,
     consuming: &std::sync::atomic::AtomicBool,
 ) -> anyhow::Result<()> {
-    // Not ready from here until both consumers are registered, and again once this returns.
+    // Not ready from here until every consumer is registered, and again once this returns.
     struct NotConsuming<'a>(&'a std::sync::atomic::AtomicBool);
     impl Drop for NotConsuming<'_> {
         fn drop(&mut self) {
@@ -184,83 +216,79 @@ async fn consume(
     let setup = connection.create_channel().await?;
     topology.declare(&setup).await?;
     let _ = setup.close(200, "declared".into()).await;
-    let mut streams = Vec::new();
-    for channel in Channel::ALL {
-        let ch = connection.create_channel().await?;
-        ch.basic_qos(config.worker.prefetch, BasicQosOptions { global: false })
-            .await?;
-        let consumer = ch
-            .basic_consume(
-                topology.work_queue(channel).into(),
-                format!(
-                    "communication-worker-{}-{}",
-                    channel.as_str(),
-                    uuid::Uuid::new_v4()
+    // Each consumer on its own AMQP channel with its own prefetch.
+    let subscribe = |queue: String, tag: String| {
+        let connection = &connection;
+        async move {
+            let ch = connection.create_channel().await?;
+            ch.basic_qos(config.worker.prefetch, BasicQosOptions { global: false })
+                .await?;
+            let consumer = ch
+                .basic_consume(
+                    queue.into(),
+                    format!("communication-{tag}-{}", uuid::Uuid::new_v4()).into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
                 )
-                .into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
+                .await?;
+            Ok::<_, lapin::Error>((ch, consumer))
+        }
+    };
+    let mut channels = Vec::new();
+    let mut loops: Vec<futures::future::BoxFuture<'static, anyhow::Result<()>>> = Vec::new();
+    for channel in Channel::ALL {
+        for lane in Priority::ALL {
+            let (ch, consumer) = subscribe(
+                topology.lane_queue(channel, lane),
+                format!("worker-{}-{}", channel.as_str(), lane.as_str()),
             )
             .await?;
-        streams.push((ch, consumer));
+            channels.push(ch);
+            loops.push(Box::pin(consumers::deliver_lane(
+                consumer,
+                channel,
+                lane,
+                lanes.capacity.clone(),
+                deliverer.clone(),
+                shutdown.clone(),
+            )));
+        }
+        let (ch, consumer) = subscribe(
+            topology.entry_queue(channel),
+            format!("router-{}", channel.as_str()),
+        )
+        .await?;
+        channels.push(ch);
+        loops.push(Box::pin(consumers::route_entry(
+            consumer,
+            channel,
+            lanes.router.clone(),
+            lanes.route_permits.clone(),
+            shutdown.clone(),
+        )));
     }
     *subscribed = true;
     consuming.store(true, std::sync::atomic::Ordering::Relaxed);
     tracing::info!(
         prefetch = config.worker.prefetch,
         concurrency = config.worker.concurrency,
+        lanes = config.lanes.enabled,
         "worker consuming"
     );
-    let (channels, consumers): (Vec<_>, Vec<_>) = streams.into_iter().unzip();
-    let mut merged = futures::stream::select_all(consumers);
-    loop {
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            p = permits.clone().acquire_owned() => p?,
-        };
-        let next = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            d = merged.next() => d,
-        };
-        let delivery = match next {
-            Some(Ok(d)) => d,
-            Some(Err(e)) => return Err(e.into()),
-            None => anyhow::bail!("consumer stream ended"),
-        };
-        let deliverer = deliverer.clone();
-        metrics::gauge!("communication_worker_in_flight").increment(1.0);
-        tokio::spawn(async move {
-            let routing_key = delivery.routing_key.as_str().to_owned();
-            let outcome = deliverer
-                .handle(
-                    &delivery.data,
-                    delivery.properties.headers().as_ref(),
-                    &routing_key,
-                )
-                .await;
-            let acked = match outcome {
-                Disposition::Ack => delivery.ack(BasicAckOptions::default()).await,
-                Disposition::Requeue => {
-                    // Give the failing dependency a moment before the message comes back.
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    delivery
-                        .nack(BasicNackOptions {
-                            requeue: true,
-                            ..Default::default()
-                        })
-                        .await
-                }
-            };
-            if let Err(e) = acked {
-                tracing::warn!(error = %e, "could not ack a delivery; the broker will redeliver it");
-            }
-            metrics::gauge!("communication_worker_in_flight").decrement(1.0);
-            drop(permit);
-        });
+    // All loops end together on shutdown; the first that fails means the connection is lost.
+    let mut pending = loops;
+    while !pending.is_empty() {
+        let (ended, _, rest) = futures::future::select_all(pending).await;
+        ended?;
+        pending = rest;
     }
     // Stop the broker from pushing more; prefetched but unstarted deliveries return to the
     // queue when the channels close, after in-flight ones are acked.
-    let _all = permits.acquire_many(config.worker.concurrency as u32).await;
+    let _all = lanes.capacity.drain().await;
+    let _routes = lanes
+        .route_permits
+        .acquire_many(u32::from(config.worker.prefetch))
+        .await;
     for ch in channels {
         let _ = ch.close(200, "shutdown".into()).await;
     }

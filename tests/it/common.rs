@@ -85,13 +85,8 @@ async fn remove_leftovers(db_name: &str, topology: &Topology, webhooks: &Webhook
     .await
         && let Ok(ch) = conn.create_channel().await
     {
-        let mut names = vec![topology.dead_queue()];
-        for c in communication::domain::Channel::ALL {
-            names.push(topology.work_queue(c));
-            for t in &topology.delay_tiers {
-                names.push(topology.delay_queue(c, *t));
-            }
-        }
+        // Every queue of the namespace: entry, lane, delay and dead-letter queues.
+        let mut names = topology.queues();
         names.extend(webhooks.queues());
         let _ = ch
             .exchange_delete(webhooks.exchange().into(), Default::default())

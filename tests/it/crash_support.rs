@@ -250,14 +250,7 @@ impl Stack {
             return;
         };
         if let Ok(ch) = conn.create_channel().await {
-            let mut names = vec![topology.dead_queue()];
-            for c in communication::domain::Channel::ALL {
-                names.push(topology.work_queue(c));
-                for t in &topology.delay_tiers {
-                    names.push(topology.delay_queue(c, *t));
-                }
-            }
-            for n in names {
+            for n in topology.queues() {
                 let _ = ch.queue_delete(n.into(), Default::default()).await;
             }
             let _ = ch

@@ -402,7 +402,8 @@ async fn an_invalid_envelopes_dead_letter_is_listed_and_its_replay_is_refused() 
     assert_eq!(dl["kind"], "invalid");
     assert_eq!(dl["replayable"], false);
     assert_eq!(dl["tenant_id"], "acme");
-    assert_eq!(dl["routing_key"], "sms");
+    // Delivered (and refused) from the normal lane, where the router sent it.
+    assert_eq!(dl["routing_key"], "sms.normal");
     assert!(dl["reason"].as_str().unwrap_or("").starts_with("to: "));
     let (status, body) = replay(&app, dl["id"].as_i64().expect("id"), None).await;
     assert_eq!(status, 422, "{body}");

@@ -48,23 +48,35 @@ async fn get_json(app: &TestApp, tenant: &str, path: &str) -> (u16, Value) {
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
 
-/// Messages waiting in `{ns}.send.{channel}` (a passive declare reads the count).
+/// Messages waiting for a worker in the channel's queues: its entry queue and every lane
+/// (a passive declare reads each count).
 async fn queued(app: &TestApp, channel: Channel) -> u32 {
     let conn = app.amqp().await;
     let ch = conn.create_channel().await.expect("channel");
-    let q = ch
-        .queue_declare(
-            app.topology().work_queue(channel).into(),
-            lapin::options::QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            Default::default(),
-        )
-        .await
-        .expect("the work queue exists");
+    let t = app.topology();
+    let mut names = vec![t.entry_queue(channel)];
+    names.extend(
+        communication::domain::Priority::ALL
+            .iter()
+            .map(|lane| t.lane_queue(channel, *lane)),
+    );
+    let mut total = 0;
+    for name in names {
+        let q = ch
+            .queue_declare(
+                name.as_str().into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                Default::default(),
+            )
+            .await
+            .expect("the work queue exists");
+        total += q.message_count();
+    }
     let _ = conn.close(200, "done".into()).await;
-    q.message_count()
+    total
 }
 
 /// Status, `code`, `Retry-After` and body of one send.

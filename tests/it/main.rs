@@ -18,6 +18,8 @@ mod crash;
 mod dashboard_assets;
 mod dead_letters;
 mod delivery_policy;
+mod lanes;
+mod lanes_crash;
 mod limits;
 mod message_filters;
 mod observability;

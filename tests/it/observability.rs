@@ -192,7 +192,9 @@ async fn the_amqp_message_carries_the_traceparent_and_an_invalid_one_starts_a_ne
     let mut seen = Vec::new();
     while let Some(msg) = ch
         .basic_get(
-            app.topology().work_queue(Channel::Sms).into(),
+            app.topology()
+                .lane_queue(Channel::Sms, communication::domain::Priority::Normal)
+                .into(),
             BasicGetOptions { no_ack: true },
         )
         .await
@@ -429,6 +431,15 @@ async fn metrics_expose_requests_publishes_deliveries_retries_failovers_dead_let
     positive(
         "communication_intake_refused_total",
         &[("reason", "quota_exceeded")],
+    );
+    // Lanes: the wait in the lane (publish → consume), and the retries re-laned by the router.
+    positive(
+        "communication_queue_wait_seconds_count",
+        &[("channel", "sms"), ("lane", "normal")],
+    );
+    positive(
+        "communication_routed_total",
+        &[("channel", "sms"), ("lane", "normal")],
     );
     assert!(
         sample(&text, "communication_worker_in_flight", &[]).is_some(),
@@ -759,9 +770,17 @@ fn the_deploy_files_set_only_variables_the_service_reads_and_all_it_requires() {
             "compose lacks {required}"
         );
     }
-    // KEDA watches the queues the worker consumes (default namespace `communication`).
-    assert!(k8s.contains("queueName: communication.send.email"));
-    assert!(k8s.contains("queueName: communication.send.sms"));
+    // KEDA watches every work queue (entry and lanes) of the default namespace `communication`.
+    let topology = communication::queue::Topology::new(
+        "communication",
+        &communication::config::RetryPolicy::default(),
+    );
+    for queue in topology.work_queues() {
+        assert!(
+            k8s.contains(&format!("queueName: {queue}\n")),
+            "KEDA does not scale on {queue}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -715,11 +715,7 @@ async fn a_failing_test_still_removes_its_database_and_queues() {
     let conn = lapin::Connection::connect(common::AMQP, Default::default())
         .await
         .expect("rabbitmq");
-    let mut names = vec![topology.dead_queue()];
-    for c in communication::domain::Channel::ALL {
-        names.push(topology.work_queue(c));
-    }
-    for name in names {
+    for name in topology.queues() {
         // A passive declare fails (and closes its channel) when the queue does not exist.
         let ch = conn.create_channel().await.expect("channel");
         let declared = ch

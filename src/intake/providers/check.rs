@@ -115,7 +115,7 @@ async fn publish_test_message(
             tracing::warn!(error = %e, "could not leave the queued marker of a test message");
         }
     }
-    send::publish_send(state, id, tenant, message, created_at)
+    send::publish_send(state, id, tenant, message, None, created_at)
         .await
         .map_err(|e| {
             tracing::warn!(message_id = %id, error = %e, "test message publish failed");

@@ -14,6 +14,10 @@ fn the_fingerprint_is_the_one_the_value_based_reader_computed() {
         r#"{"to":"ada@example.com","content":{"text":"t","subject":"s","html":"<p>h</p>"},
            "metadata":{"z":1,"a":{"y":[1,2],"b":null}},"channel":"email",
            "provider_id":"0190c5b4-8e1f-7a3c-9d2e-4b5a6c7d8e9f"}"#,
+        // `priority` sorts between `metadata` and `provider_id`, and counts only when given.
+        r#"{"channel":"email","to":"ada@example.com","content":{"text":"t","subject":"s"},
+           "metadata":{"k":"v"},"priority":"high",
+           "provider_id":"0190c5b4-8e1f-7a3c-9d2e-4b5a6c7d8e9f"}"#,
     ];
     for body in bodies {
         // What the earlier reader hashed: the body as a serde_json map (sorted keys).
@@ -27,6 +31,14 @@ fn the_fingerprint_is_the_one_the_value_based_reader_computed() {
     let c = request(r#"{"channel":"sms","to":"+14155550100","content":{"text":"y"}}"#);
     assert_eq!(a.fingerprint(), b.fingerprint());
     assert_ne!(a.fingerprint(), c.fingerprint());
+    let high = request(
+        r#"{"channel":"sms","to":"+14155550100","content":{"text":"x"},"priority":"high"}"#,
+    );
+    let normal = request(
+        r#"{"channel":"sms","to":"+14155550100","content":{"text":"x"},"priority":"normal"}"#,
+    );
+    assert_ne!(a.fingerprint(), high.fingerprint());
+    assert_ne!(high.fingerprint(), normal.fingerprint());
 }
 
 #[test]
@@ -44,6 +56,9 @@ fn structural_problems_keep_their_earlier_words() {
         ),
         (r#"{"ttl_seconds": -5}"#, "ttl_seconds", TTL_RANGE),
         (r#"{"ttl_seconds": "soon"}"#, "ttl_seconds", TTL_RANGE),
+        (r#"{"priority": "urgent"}"#, "priority", PRIORITY_VALUES),
+        (r#"{"priority": "HIGH"}"#, "priority", PRIORITY_VALUES),
+        (r#"{"priority": 1}"#, "priority", PRIORITY_VALUES),
     ];
     for (body, field, message) in cases {
         let e = parse_body::<SendRequest>(body.as_bytes()).expect_err(body);

@@ -703,6 +703,10 @@ export interface components {
             /** Format: date-time */
             replayed_at?: string | null;
             replayed_by?: string | null;
+            /**
+             * @description The routing key it was delivered with: `{channel}.{lane}` (e.g. `sms.high`) for the
+             *     lane it died in. A replay goes to the channel's entry queue, whatever the lane.
+             */
             routing_key?: string | null;
             tenant_id?: string | null;
         };
@@ -888,6 +892,11 @@ export interface components {
             /** Format: date-time */
             updated_at: string;
         };
+        /**
+         * @description Delivery lane: `high` (one-time codes, security mail), `normal` (default), `bulk`. The service may move a tenant's messages beyond its fair share to a lower lane, never to a higher one.
+         * @enum {string}
+         */
+        Priority: "high" | "normal" | "bulk";
         /** @description An error: RFC 9457 problem details (`application/problem+json`). */
         Problem: {
             /**
@@ -1221,6 +1230,7 @@ export interface components {
              *     accept tags.
              */
             metadata?: unknown;
+            priority?: components["schemas"]["Priority"] | null;
             /**
              * Format: uuid
              * @description Pin one of the tenant's providers.
