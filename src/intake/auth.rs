@@ -143,3 +143,24 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         }
     }
 }
+
+/// The service token acting for one tenant (`X-Tenant-Id`): the caller of the settings only
+/// operators change (limits, retention). A tenant API key is refused with 403 before the body
+/// is read; the service token without `X-Tenant-Id` gets the 400 of [`Caller::tenant`].
+pub struct OperatorFor(pub TenantId);
+
+impl FromRequestParts<Arc<AppState>> for OperatorFor {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        match Caller::from_request_parts(parts, state).await? {
+            Caller::Tenant(_) => Err(ApiError::forbidden(
+                "this setting is changed by the operator, with the service token",
+            )),
+            caller => Ok(OperatorFor(caller.tenant()?.clone())),
+        }
+    }
+}

@@ -8,9 +8,8 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{FromRequestParts, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use chrono::{Days, NaiveDate, Utc};
 use serde::Deserialize;
@@ -19,12 +18,12 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::AppState;
-use super::auth::Caller;
+use super::auth::{Caller, OperatorFor};
 use super::error::{ApiError, ApiErrors, BodyErrors};
 use super::idempotency;
 use super::json::{FieldProblem, JsonBody, RequestFields};
 use super::query::{QueryParams, invalid};
-use crate::domain::{FieldError, TenantId};
+use crate::domain::FieldError;
 use crate::limits::usage::{self, UsageView};
 use crate::limits::{self, LIMIT_RANGE, LimitsUpdate, LimitsView, Refusal};
 
@@ -33,26 +32,6 @@ pub fn routes() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new()
         .routes(routes!(get_limits, put_limits, delete_limits))
         .routes(routes!(get_usage))
-}
-
-/// The service token acting for one tenant (`X-Tenant-Id`); a tenant API key is refused with
-/// 403 before the body is read.
-pub struct OperatorFor(TenantId);
-
-impl FromRequestParts<Arc<AppState>> for OperatorFor {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &Arc<AppState>,
-    ) -> Result<Self, Self::Rejection> {
-        match Caller::from_request_parts(parts, state).await? {
-            Caller::Tenant(_) => Err(ApiError::forbidden(
-                "limits are set by the operator, with the service token",
-            )),
-            caller => Ok(OperatorFor(caller.tenant()?.clone())),
-        }
-    }
 }
 
 impl RequestFields for LimitsUpdate {

@@ -15,7 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
-use super::auth::Caller;
+use super::auth::{Caller, OperatorFor};
 use super::error::{ApiError, ApiErrors, BodyErrors, Problem};
 use super::json::{FieldProblem, JsonBody, RequestFields};
 use crate::config::RETENTION_DAYS;
@@ -62,15 +62,6 @@ impl RequestFields for RetentionUpdate {
 }
 
 /// Only the service token may change a retention.
-fn operator_tenant(caller: &Caller) -> Result<&TenantId, ApiError> {
-    match caller {
-        Caller::Service { .. } => caller.tenant(),
-        Caller::Tenant(_) => Err(ApiError::forbidden(
-            "retention is set by the operator, with the service token",
-        )),
-    }
-}
-
 async fn current(state: &AppState, tenant: &TenantId) -> Result<Retention, ApiError> {
     let row = store::get_override(&state.pool, tenant.as_str())
         .await
@@ -125,10 +116,9 @@ pub async fn get(State(state): State<Arc<AppState>>, caller: Caller) -> Result<R
 )]
 pub async fn put(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
+    OperatorFor(tenant): OperatorFor,
     JsonBody(body): JsonBody<RetentionUpdate>,
 ) -> Result<Response, ApiError> {
-    let tenant = operator_tenant(&caller)?;
     let days = u32::try_from(body.days)
         .ok()
         .filter(|d| RETENTION_DAYS.contains(d))
@@ -136,7 +126,7 @@ pub async fn put(
     store::set_override(&state.pool, tenant.as_str(), days as i32)
         .await
         .map_err(|e| ApiError::database("set retention", e))?;
-    Ok(axum::Json(current(&state, tenant).await?).into_response())
+    Ok(axum::Json(current(&state, &tenant).await?).into_response())
 }
 
 #[utoipa::path(
@@ -153,11 +143,10 @@ pub async fn put(
 )]
 pub async fn delete(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
+    OperatorFor(tenant): OperatorFor,
 ) -> Result<Response, ApiError> {
-    let tenant = operator_tenant(&caller)?;
     store::clear_override(&state.pool, tenant.as_str())
         .await
         .map_err(|e| ApiError::database("reset retention", e))?;
-    Ok((StatusCode::OK, axum::Json(current(&state, tenant).await?)).into_response())
+    Ok((StatusCode::OK, axum::Json(current(&state, &tenant).await?)).into_response())
 }
