@@ -17,7 +17,9 @@ pub struct WorkerTuning {
     pub concurrency: usize,
     /// Most rows of one kind in one batched statement.
     pub batch_size: usize,
-    /// How long the writer waits to fill a batch.
+    /// How long the writer waits to fill a batch, from its first request. Not at all when
+    /// that request ends a quiet spell (nothing written or received for this long); longer
+    /// while all `batch_flushes` are busy (the batch keeps growing until one frees).
     pub batch_linger: Duration,
     /// Batches the writer may have in flight (each in its own transaction and connection):
     /// one at a time leaves the writer waiting on every commit (see BENCHMARKS.md).

@@ -1,9 +1,11 @@
 //! The batching writer: one per worker process. Deliveries hand it their rows and wait for
-//! the commit; it gathers whatever arrives within a few milliseconds (up to a batch size)
-//! and writes it with one multi-row statement per table in one transaction. Up to `flushes`
-//! batches are written at once, each on its own connection, while the next one gathers: a
-//! delivery has at most one request waiting, so batches in flight never share a message. If a
-//! batch fails, each request is retried alone so one bad row cannot fail its neighbours.
+//! the commit; it gathers whatever arrives within a few milliseconds (up to a batch size; see
+//! [`run`] for when a batch is cut) and writes it in one transaction of three statements: the
+//! claims, every step's rows (updates, events, dead letters), and the stats rollup. Up to
+//! `flushes` batches are written at once, each on its own connection, while the next one
+//! gathers: a delivery has at most one request waiting, so batches in flight never share a
+//! message. If a batch fails, each request is retried alone so one bad row cannot fail its
+//! neighbours.
 
 use std::time::Duration;
 
@@ -96,11 +98,11 @@ impl Writer {
     }
 }
 
-/// Gathers batches and starts their flushes. A batch starts at once when the writer has been
-/// quiet (no batch started within the last `linger`), else `linger` after the previous one
-/// started, or as soon as it is full; while all `flushes` are busy it keeps gathering (up to
-/// `batch_size`) until one finishes. So a request waits at most `linger` for its batch to
-/// start unless the database is the bottleneck, and then batches grow instead of queueing.
+/// Gathers batches and starts their flushes. A batch is written when it is full, or `linger`
+/// after its first request arrived, or at once when that request ends a quiet spell (nothing
+/// being written and nothing received for `linger`: waiting would only add latency). While
+/// all `flushes` are busy it keeps gathering (up to `batch_size`) instead of waiting with a
+/// cut batch, so under load batches grow and fewer commits carry the same rows.
 async fn run(
     pool: PgPool,
     mut rx: mpsc::Receiver<Request>,
@@ -113,18 +115,22 @@ async fn run(
     // Consecutive batches write the stats rollup in different slots, so batches in flight
     // together do not wait on each other's hot rows; the start differs per process.
     let mut rollup_slot: i16 = rand::random_range(0..stats::SLOTS);
-    let mut last_start: Option<Instant> = None;
+    let mut last_arrival: Option<Instant> = None;
     let mut open = true;
     while open {
-        // Reap finished flushes so the set does not grow.
-        while in_flight.try_join_next().is_some() {}
         let Some(first) = rx.recv().await else {
             break;
         };
+        // Reap finished flushes so the set does not grow (and counts only busy ones).
+        while in_flight.try_join_next().is_some() {}
         batch.push(first);
-        let not_before = last_start.map_or_else(Instant::now, |at| at + linger);
+        let arrived = Instant::now();
+        let quiet = in_flight.is_empty() && last_arrival.is_none_or(|at| arrived - at >= linger);
+        last_arrival = Some(arrived);
+        let deadline = if quiet { arrived } else { arrived + linger };
         loop {
             // Take whatever is already queued without waiting.
+            let before = batch.len();
             while batch.len() < batch_size {
                 match rx.try_recv() {
                     Ok(r) => batch.push(r),
@@ -135,19 +141,26 @@ async fn run(
                     }
                 }
             }
+            if batch.len() > before {
+                last_arrival = Some(Instant::now());
+            }
             if batch.len() >= batch_size || !open {
                 break;
             }
             let slot_free = in_flight.len() < flushes;
-            if slot_free && Instant::now() >= not_before {
+            if slot_free && Instant::now() >= deadline {
                 break;
             }
             tokio::select! {
                 r = rx.recv() => match r {
-                    Some(r) => batch.push(r),
+                    Some(r) => {
+                        batch.push(r);
+                        last_arrival = Some(Instant::now());
+                    }
                     None => open = false,
                 },
-                () = tokio::time::sleep_until(not_before), if slot_free => {}
+                () = tokio::time::sleep_until(deadline), if slot_free => {}
+                // All slots busy: keep gathering until one frees.
                 Some(_) = in_flight.join_next(), if !slot_free => {}
             }
         }
@@ -155,7 +168,6 @@ async fn run(
         while in_flight.len() >= flushes {
             in_flight.join_next().await;
         }
-        last_start = Some(Instant::now());
         let pool = pool.clone();
         let batch = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
         let slot = rollup_slot;

@@ -534,3 +534,27 @@ async fn concurrent_batches_over_the_same_rows_do_not_deadlock() {
     pool.close().await;
     drop_database(&db).await;
 }
+
+#[tokio::test]
+async fn a_request_after_a_quiet_spell_does_not_wait_for_the_linger() {
+    let (db, pool) = create_database().await;
+    // A linger far longer than any write: a request that waited for it would be obvious.
+    let (writer, task) = Writer::spawn(pool.clone(), 500, Duration::from_secs(3), 2);
+    for _ in 0..2 {
+        let m = message("t1", None);
+        let started = std::time::Instant::now();
+        let outcome = writer.claim(m).await.expect("claim");
+        assert_eq!(outcome, ClaimOutcome::New);
+        assert!(
+            started.elapsed() < Duration::from_millis(1500),
+            "a lone request waited {:?}",
+            started.elapsed()
+        );
+        // Quiet again (nothing written, nothing received for the linger).
+        tokio::time::sleep(Duration::from_millis(3100)).await;
+    }
+    drop(writer);
+    task.await.expect("writer stops");
+    pool.close().await;
+    drop_database(&db).await;
+}
