@@ -58,6 +58,42 @@ impl std::fmt::Debug for DeadLetter {
     }
 }
 
+/// The columns of dead-letter rows as arrays, for a multi-row `INSERT … SELECT * FROM UNNEST`
+/// (here and in the worker's batch statement, `messages::write_steps`).
+pub(crate) struct DeadLetterColumns<'a> {
+    pub ids: Vec<i64>,
+    pub messages: Vec<Option<Uuid>>,
+    pub tenants: Vec<Option<&'a str>>,
+    pub reasons: Vec<&'a str>,
+    pub kinds: Vec<&'a str>,
+    pub channels: Vec<Option<&'a str>>,
+    pub routing_keys: Vec<Option<&'a str>>,
+    pub bodies: Vec<Option<&'a [u8]>>,
+    pub key_ids: Vec<Option<&'a str>>,
+}
+
+impl<'a> DeadLetterColumns<'a> {
+    pub fn of(rows: &[&'a DeadLetter]) -> Self {
+        DeadLetterColumns {
+            ids: rows.iter().map(|r| r.id).collect(),
+            messages: rows.iter().map(|r| r.message_id).collect(),
+            tenants: rows.iter().map(|r| r.tenant_id.as_deref()).collect(),
+            reasons: rows.iter().map(|r| r.reason.as_str()).collect(),
+            kinds: rows.iter().map(|r| r.kind).collect(),
+            channels: rows.iter().map(|r| r.channel.as_deref()).collect(),
+            routing_keys: rows.iter().map(|r| r.routing_key.as_deref()).collect(),
+            bodies: rows
+                .iter()
+                .map(|r| r.body.as_ref().map(|b| b.blob.as_slice()))
+                .collect(),
+            key_ids: rows
+                .iter()
+                .map(|r| r.body.as_ref().map(|b| b.key_id.as_str()))
+                .collect(),
+        }
+    }
+}
+
 pub async fn insert_dead_letters(
     conn: &mut PgConnection,
     rows: &[DeadLetter],
@@ -65,36 +101,23 @@ pub async fn insert_dead_letters(
     if rows.is_empty() {
         return Ok(());
     }
-    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-    let messages: Vec<Option<Uuid>> = rows.iter().map(|r| r.message_id).collect();
-    let tenants: Vec<Option<&str>> = rows.iter().map(|r| r.tenant_id.as_deref()).collect();
-    let reasons: Vec<&str> = rows.iter().map(|r| r.reason.as_str()).collect();
-    let kinds: Vec<&str> = rows.iter().map(|r| r.kind).collect();
-    let channels: Vec<Option<&str>> = rows.iter().map(|r| r.channel.as_deref()).collect();
-    let keys: Vec<Option<&str>> = rows.iter().map(|r| r.routing_key.as_deref()).collect();
-    let bodies: Vec<Option<&[u8]>> = rows
-        .iter()
-        .map(|r| r.body.as_ref().map(|b| b.blob.as_slice()))
-        .collect();
-    let key_ids: Vec<Option<&str>> = rows
-        .iter()
-        .map(|r| r.body.as_ref().map(|b| b.key_id.as_str()))
-        .collect();
+    let rows: Vec<&DeadLetter> = rows.iter().collect();
+    let d = DeadLetterColumns::of(&rows);
     sqlx::query(
         "INSERT INTO dead_letters (id, message_id, tenant_id, reason, kind, channel, routing_key, \
                                    sealed_body, body_key_id) \
          SELECT * FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::text[], \
                               $6::text[], $7::text[], $8::bytea[], $9::text[])",
     )
-    .bind(&ids)
-    .bind(&messages)
-    .bind(&tenants)
-    .bind(&reasons)
-    .bind(&kinds)
-    .bind(&channels)
-    .bind(&keys)
-    .bind(&bodies)
-    .bind(&key_ids)
+    .bind(&d.ids)
+    .bind(&d.messages)
+    .bind(&d.tenants)
+    .bind(&d.reasons)
+    .bind(&d.kinds)
+    .bind(&d.channels)
+    .bind(&d.routing_keys)
+    .bind(&d.bodies)
+    .bind(&d.key_ids)
     .execute(&mut *conn)
     .await?;
     Ok(())

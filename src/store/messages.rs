@@ -160,7 +160,8 @@ pub async fn claim_messages(
     conn: &mut PgConnection,
     rows: &[NewMessage],
 ) -> Result<Vec<ClaimOutcome>, sqlx::Error> {
-    claim_messages_as(conn, rows, &[]).await
+    let rows: Vec<&NewMessage> = rows.iter().collect();
+    claim_messages_as(conn, &rows, &[]).await
 }
 
 /// [`claim_messages`], with the state a new row starts in: `initial[i]`, when given, is the
@@ -170,7 +171,7 @@ pub async fn claim_messages(
 /// caller applies its change to it). `initial` may be shorter than `rows`.
 pub async fn claim_messages_as(
     conn: &mut PgConnection,
-    rows: &[NewMessage],
+    rows: &[&NewMessage],
     initial: &[Option<&StatusUpdate>],
 ) -> Result<Vec<ClaimOutcome>, sqlx::Error> {
     let first = |i: usize| initial.get(i).copied().flatten();
@@ -197,7 +198,7 @@ pub async fn claim_messages_as(
     let channels: Vec<&str> = rows.iter().map(|r| r.channel.as_str()).collect();
     let recipients: Vec<&str> = rows.iter().map(|r| r.recipient.as_str()).collect();
     let keys: Vec<Option<&str>> = rows.iter().map(|r| r.idempotency_key.as_deref()).collect();
-    let metadata: Vec<Option<Value>> = rows.iter().map(|r| r.metadata.clone()).collect();
+    let metadata: Vec<Option<&Value>> = rows.iter().map(|r| r.metadata.as_ref()).collect();
     let ttls: Vec<Option<i64>> = rows.iter().map(|r| r.ttl_seconds).collect();
     let created: Vec<DateTime<Utc>> = rows.iter().map(|r| r.created_at).collect();
     let found: Vec<ClaimRow> = sqlx::query_as(
@@ -246,8 +247,13 @@ pub async fn claim_messages_as(
     .bind(&errors)
     .fetch_all(&mut *conn)
     .await?;
+    // The first row of each id (an input row can match more than one `dup`).
+    let mut by_id = std::collections::HashMap::with_capacity(found.len());
+    for row in &found {
+        by_id.entry(row.0).or_insert(row);
+    }
     let outcome_of = |id: Uuid| -> ClaimOutcome {
-        match found.iter().find(|f| f.0 == id) {
+        match by_id.get(&id).copied() {
             Some((_, true, _, _, _)) => ClaimOutcome::New,
             Some((_, false, Some(status), Some(tenant), _)) => ClaimOutcome::Existing {
                 status: status.clone(),
@@ -328,6 +334,119 @@ pub async fn apply_updates(
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// A message [`write_steps`] changed: where the rollup counted it before (read under the
+/// row lock the change took) and the status and provider it has now.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ChangedMessage {
+    #[sqlx(flatten)]
+    pub before: super::stats::CountedMessage,
+    #[sqlx(rename = "new_status")]
+    pub status: String,
+    #[sqlx(rename = "new_provider_id")]
+    pub provider_id: Option<Uuid>,
+}
+
+/// The rows of a batch of steps, in one statement: the updates ([`apply_updates`]'s rules:
+/// only `queued` and `sending` rows change), the events and the dead letters. Returns each
+/// row the updates changed, with the status and provider it had before.
+///
+/// The old values come from a `SELECT … ORDER BY id FOR NO KEY UPDATE` the `UPDATE` joins:
+/// it locks the rows in id order (concurrent batches cannot deadlock on them) and returns
+/// each row as it is once locked, i.e. as the `UPDATE` then finds it. Nothing else can
+/// change it in between, so the old status is exactly the one the update moved it from
+/// (Postgres 15 has no `RETURNING OLD`).
+pub async fn write_steps(
+    conn: &mut PgConnection,
+    updates: &[&StatusUpdate],
+    events: &[&NewEvent],
+    dead: &[&DeadLetter],
+) -> Result<Vec<ChangedMessage>, sqlx::Error> {
+    if updates.is_empty() && events.is_empty() && dead.is_empty() {
+        return Ok(Vec::new());
+    }
+    let u_ids: Vec<Uuid> = updates.iter().map(|r| r.id).collect();
+    let u_statuses: Vec<&str> = updates.iter().map(|r| r.status.as_str()).collect();
+    let u_providers: Vec<Option<Uuid>> = updates.iter().map(|r| r.provider_id).collect();
+    let u_kinds: Vec<Option<&str>> = updates.iter().map(|r| r.provider_kind.as_deref()).collect();
+    let u_pmids: Vec<Option<&str>> = updates
+        .iter()
+        .map(|r| r.provider_message_id.as_deref())
+        .collect();
+    let u_incs: Vec<i32> = updates.iter().map(|r| r.attempts_inc).collect();
+    let u_errors: Vec<Option<&str>> = updates.iter().map(|r| r.last_error.as_deref()).collect();
+    let e_ids: Vec<Uuid> = events.iter().map(|r| r.message_id).collect();
+    let e_tenants: Vec<&str> = events.iter().map(|r| r.tenant_id.as_str()).collect();
+    let e_kinds: Vec<&str> = events.iter().map(|r| r.kind).collect();
+    let e_providers: Vec<Option<Uuid>> = events.iter().map(|r| r.provider_id).collect();
+    let e_details: Vec<Option<&Value>> = events.iter().map(|r| r.detail.as_ref()).collect();
+    let e_ats: Vec<DateTime<Utc>> = events.iter().map(|r| r.at).collect();
+    let d = super::dead_letters::DeadLetterColumns::of(dead);
+    sqlx::query_as(
+        "WITH u AS ( \
+            SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[], \
+                                 $6::int[], $7::text[]) \
+            AS u(id, status, provider_id, provider_kind, provider_message_id, attempts_inc, \
+                 last_error)), \
+         old AS MATERIALIZED ( \
+            SELECT id, tenant_id, channel, created_at, status, provider_id FROM message_logs \
+            WHERE id = ANY($1) AND status IN ('queued', 'sending') \
+            ORDER BY id FOR NO KEY UPDATE), \
+         changed AS ( \
+            UPDATE message_logs m SET \
+                status = u.status, \
+                provider_id = COALESCE(u.provider_id, m.provider_id), \
+                provider_kind = COALESCE(u.provider_kind, m.provider_kind), \
+                provider_message_id = COALESCE(u.provider_message_id, m.provider_message_id), \
+                attempts = m.attempts + u.attempts_inc, \
+                last_error = COALESCE(u.last_error, m.last_error), \
+                updated_at = now(), \
+                sent_at = CASE WHEN u.status = 'sent' THEN now() ELSE m.sent_at END, \
+                completed_at = CASE WHEN u.status IN ('sent', 'failed', 'expired', 'suppressed') \
+                                    THEN now() ELSE m.completed_at END \
+            FROM u JOIN old ON old.id = u.id \
+            WHERE m.id = u.id AND m.status IN ('queued', 'sending') \
+            RETURNING m.id, old.tenant_id, old.channel, old.created_at, old.status, \
+                      old.provider_id, m.status AS new_status, \
+                      m.provider_id AS new_provider_id), \
+         ev AS ( \
+            INSERT INTO message_events (message_id, tenant_id, kind, provider_id, detail, created_at) \
+            SELECT * FROM UNNEST($8::uuid[], $9::text[], $10::text[], $11::uuid[], $12::jsonb[], \
+                                 $13::timestamptz[]) \
+            ORDER BY 6), \
+         dl AS ( \
+            INSERT INTO dead_letters (id, message_id, tenant_id, reason, kind, channel, \
+                                      routing_key, sealed_body, body_key_id) \
+            SELECT * FROM UNNEST($14::bigint[], $15::uuid[], $16::text[], $17::text[], \
+                                 $18::text[], $19::text[], $20::text[], $21::bytea[], \
+                                 $22::text[])) \
+         SELECT * FROM changed",
+    )
+    .bind(&u_ids)
+    .bind(&u_statuses)
+    .bind(&u_providers)
+    .bind(&u_kinds)
+    .bind(&u_pmids)
+    .bind(&u_incs)
+    .bind(&u_errors)
+    .bind(&e_ids)
+    .bind(&e_tenants)
+    .bind(&e_kinds)
+    .bind(&e_providers)
+    .bind(&e_details)
+    .bind(&e_ats)
+    .bind(&d.ids)
+    .bind(&d.messages)
+    .bind(&d.tenants)
+    .bind(&d.reasons)
+    .bind(&d.kinds)
+    .bind(&d.channels)
+    .bind(&d.routing_keys)
+    .bind(&d.bodies)
+    .bind(&d.key_ids)
+    .fetch_all(&mut *conn)
+    .await
 }
 
 /// One step of a message's life.

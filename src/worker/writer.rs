@@ -1,15 +1,18 @@
 //! The batching writer: one per worker process. Deliveries hand it their rows and wait for
-//! the commit; it gathers whatever arrives within a few milliseconds (up to a batch size)
-//! and writes it with one multi-row statement per table in one transaction. Up to `flushes`
-//! batches are written at once, each on its own connection, while the next one gathers: a
-//! delivery has at most one request waiting, so batches in flight never share a message. If a
-//! batch fails, each request is retried alone so one bad row cannot fail its neighbours.
+//! the commit; it gathers whatever arrives within a few milliseconds (up to a batch size; see
+//! [`run`] for when a batch is cut) and writes it in one transaction of three statements: the
+//! claims, every step's rows (updates, events, dead letters), and the stats rollup. Up to
+//! `flushes` batches are written at once, each on its own connection, while the next one
+//! gathers: a delivery has at most one request waiting, so batches in flight never share a
+//! message. If a batch fails, each request is retried alone so one bad row cannot fail its
+//! neighbours.
 
 use std::time::Duration;
 
 use chrono::Utc;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 use crate::domain::MessageStatus;
 use crate::store::messages::{self, ClaimOutcome, DeadLetter, NewEvent, NewMessage, StatusUpdate};
@@ -95,6 +98,11 @@ impl Writer {
     }
 }
 
+/// Gathers batches and starts their flushes. A batch is written when it is full, or `linger`
+/// after its first request arrived, or at once when that request ends a quiet spell (nothing
+/// being written and nothing received for `linger`: waiting would only add latency). While
+/// all `flushes` are busy it keeps gathering (up to `batch_size`) instead of waiting with a
+/// cut batch, so under load batches grow and fewer commits carry the same rows.
 async fn run(
     pool: PgPool,
     mut rx: mpsc::Receiver<Request>,
@@ -107,30 +115,56 @@ async fn run(
     // Consecutive batches write the stats rollup in different slots, so batches in flight
     // together do not wait on each other's hot rows; the start differs per process.
     let mut rollup_slot: i16 = rand::random_range(0..stats::SLOTS);
-    loop {
-        // Reap finished flushes so the set does not grow.
-        while in_flight.try_join_next().is_some() {}
+    let mut last_arrival: Option<Instant> = None;
+    let mut open = true;
+    while open {
         let Some(first) = rx.recv().await else {
             break;
         };
+        // Reap finished flushes so the set does not grow (and counts only busy ones).
+        while in_flight.try_join_next().is_some() {}
         batch.push(first);
-        let deadline = tokio::time::Instant::now() + linger;
-        while batch.len() < batch_size {
-            // Take whatever is already queued without waiting, then linger for more.
-            match rx.try_recv() {
-                Ok(r) => {
-                    batch.push(r);
-                    continue;
+        let arrived = Instant::now();
+        let quiet = in_flight.is_empty() && last_arrival.is_none_or(|at| arrived - at >= linger);
+        last_arrival = Some(arrived);
+        let deadline = if quiet { arrived } else { arrived + linger };
+        loop {
+            // Take whatever is already queued without waiting.
+            let before = batch.len();
+            while batch.len() < batch_size {
+                match rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        open = false;
+                        break;
+                    }
                 }
-                Err(mpsc::error::TryRecvError::Disconnected) => break,
-                Err(mpsc::error::TryRecvError::Empty) => {}
             }
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(r)) => batch.push(r),
-                Ok(None) | Err(_) => break,
+            if batch.len() > before {
+                last_arrival = Some(Instant::now());
+            }
+            if batch.len() >= batch_size || !open {
+                break;
+            }
+            let slot_free = in_flight.len() < flushes;
+            if slot_free && Instant::now() >= deadline {
+                break;
+            }
+            tokio::select! {
+                r = rx.recv() => match r {
+                    Some(r) => {
+                        batch.push(r);
+                        last_arrival = Some(Instant::now());
+                    }
+                    None => open = false,
+                },
+                () = tokio::time::sleep_until(deadline), if slot_free => {}
+                // All slots busy: keep gathering until one frees.
+                Some(_) = in_flight.join_next(), if !slot_free => {}
             }
         }
-        // At most `flushes` batches in flight: wait for one to finish before starting another.
+        // A full batch waits for a free slot.
         while in_flight.len() >= flushes {
             in_flight.join_next().await;
         }
@@ -151,97 +185,83 @@ async fn run(
     while in_flight.join_next().await.is_some() {}
 }
 
-async fn flush(pool: &PgPool, batch: Vec<Request>, slot: i16) {
-    let mut claims = Vec::new();
-    let mut claim_tx = Vec::new();
-    let mut updates = Vec::new();
-    let mut events = Vec::new();
-    let mut dead = Vec::new();
-    let mut record_tx = Vec::new();
-    // Keep the requests so a failed batch can be retried one by one.
-    let mut originals = Vec::with_capacity(batch.len());
-    for req in batch {
-        match req {
-            Request::Claim(m, then, tx) => {
-                claims.push((m.clone(), then.clone()));
-                claim_tx.push(tx);
-                originals.push(Single::Claim(m, then));
+/// What a request asks to write (its reply channel apart, so a failed batch can be retried
+/// one request at a time without copying the rows).
+enum Step {
+    Claim(NewMessage, Option<Record>),
+    Record(Record),
+}
+
+enum Reply {
+    Claim(oneshot::Sender<Result<ClaimOutcome, String>>),
+    Record(oneshot::Sender<Result<(), String>>),
+}
+
+impl Reply {
+    fn fail(self, msg: String) {
+        match self {
+            Reply::Claim(tx) => {
+                let _ = tx.send(Err(msg));
             }
-            Request::Record(r, tx) => {
-                updates.extend(r.update.clone());
-                events.extend(r.events.iter().cloned());
-                dead.extend(r.dead_letter.clone());
-                record_tx.push(tx);
-                originals.push(Single::Record(r));
-            }
-        }
-    }
-    match write_all(pool, claims, updates, events, dead, slot).await {
-        Ok(outcomes) => {
-            for (tx, outcome) in claim_tx.into_iter().zip(outcomes) {
-                let _ = tx.send(Ok(outcome));
-            }
-            for tx in record_tx {
-                let _ = tx.send(Ok(()));
-            }
-        }
-        Err(e) if originals.len() == 1 => {
-            let msg = e.to_string();
-            tracing::warn!(error = %msg, "database write failed");
-            for tx in claim_tx {
-                let _ = tx.send(Err(msg.clone()));
-            }
-            for tx in record_tx {
-                let _ = tx.send(Err(msg.clone()));
-            }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, rows = originals.len(), "batched write failed; writing one by one");
-            let mut claim_tx = claim_tx.into_iter();
-            let mut record_tx = record_tx.into_iter();
-            for single in originals {
-                match single {
-                    Single::Claim(m, then) => {
-                        let r = write_all(
-                            pool,
-                            vec![(m, then)],
-                            Vec::new(),
-                            Vec::new(),
-                            Vec::new(),
-                            slot,
-                        )
-                        .await
-                        .map_err(|e| e.to_string())
-                        .and_then(|mut o| o.pop().ok_or_else(|| "no outcome".to_string()));
-                        if let Some(tx) = claim_tx.next() {
-                            let _ = tx.send(r);
-                        }
-                    }
-                    Single::Record(rec) => {
-                        let r = write_all(
-                            pool,
-                            Vec::new(),
-                            rec.update.into_iter().collect(),
-                            rec.events,
-                            rec.dead_letter.into_iter().collect(),
-                            slot,
-                        )
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| e.to_string());
-                        if let Some(tx) = record_tx.next() {
-                            let _ = tx.send(r);
-                        }
-                    }
-                }
+            Reply::Record(tx) => {
+                let _ = tx.send(Err(msg));
             }
         }
     }
 }
 
-enum Single {
-    Claim(NewMessage, Option<Record>),
-    Record(Record),
+async fn flush(pool: &PgPool, batch: Vec<Request>, slot: i16) {
+    let mut steps = Vec::with_capacity(batch.len());
+    let mut replies = Vec::with_capacity(batch.len());
+    for req in batch {
+        match req {
+            Request::Claim(m, then, tx) => {
+                steps.push(Step::Claim(m, then));
+                replies.push(Reply::Claim(tx));
+            }
+            Request::Record(r, tx) => {
+                steps.push(Step::Record(r));
+                replies.push(Reply::Record(tx));
+            }
+        }
+    }
+    match write_all(pool, &steps, slot).await {
+        Ok(outcomes) => {
+            let mut outcomes = outcomes.into_iter();
+            for reply in replies {
+                match reply {
+                    Reply::Claim(tx) => {
+                        let _ = tx.send(outcomes.next().ok_or_else(|| "no outcome".to_string()));
+                    }
+                    Reply::Record(tx) => {
+                        let _ = tx.send(Ok(()));
+                    }
+                }
+            }
+        }
+        Err(e) if steps.len() == 1 => {
+            let msg = e.to_string();
+            tracing::warn!(error = %msg, "database write failed");
+            for reply in replies {
+                reply.fail(msg.clone());
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, rows = steps.len(), "batched write failed; writing one by one");
+            for (step, reply) in steps.iter().zip(replies) {
+                let result = write_all(pool, std::slice::from_ref(step), slot).await;
+                match (reply, result) {
+                    (Reply::Claim(tx), Ok(mut o)) => {
+                        let _ = tx.send(o.pop().ok_or_else(|| "no outcome".to_string()));
+                    }
+                    (Reply::Record(tx), Ok(_)) => {
+                        let _ = tx.send(Ok(()));
+                    }
+                    (reply, Err(e)) => reply.fail(e.to_string()),
+                }
+            }
+        }
+    }
 }
 
 /// Whether a claim lets its delivery go on to the step written with it: a new message, or
@@ -256,85 +276,74 @@ pub fn proceeds(tenant: &str, outcome: &ClaimOutcome) -> bool {
     }
 }
 
+/// Writes a batch in one transaction: the claims (one statement, whose outcomes decide which
+/// first steps go on), then every step's rows (one statement that also returns what the
+/// updates changed), then the stats rollup (one statement). Returns the claims' outcomes, in
+/// order.
 async fn write_all(
     pool: &PgPool,
-    claims: Vec<(NewMessage, Option<Record>)>,
-    mut updates: Vec<StatusUpdate>,
-    mut events: Vec<NewEvent>,
-    mut dead: Vec<DeadLetter>,
+    steps: &[Step],
     rollup_slot: i16,
 ) -> Result<Vec<ClaimOutcome>, sqlx::Error> {
+    let mut claimed: Vec<&NewMessage> = Vec::new();
+    let mut thens: Vec<Option<&Record>> = Vec::new();
+    let mut updates: Vec<&StatusUpdate> = Vec::with_capacity(steps.len());
+    let mut events: Vec<&NewEvent> = Vec::with_capacity(steps.len());
+    let mut dead: Vec<&DeadLetter> = Vec::new();
+    for step in steps {
+        match step {
+            Step::Claim(m, then) => {
+                claimed.push(m);
+                thens.push(then.as_ref());
+            }
+            Step::Record(r) => {
+                updates.extend(&r.update);
+                events.extend(&r.events);
+                dead.extend(&r.dead_letter);
+            }
+        }
+    }
     let mut tx = pool.begin().await?;
-    let (claimed, thens): (Vec<NewMessage>, Vec<Option<Record>>) = claims.into_iter().unzip();
     let outcomes = if claimed.is_empty() {
         Vec::new()
     } else {
         // A new message is inserted already in its first step's state.
         let initial: Vec<Option<&StatusUpdate>> = thens
             .iter()
-            .map(|t| t.as_ref().and_then(|t| t.update.as_ref()))
+            .map(|t| t.and_then(|t| t.update.as_ref()))
             .collect();
         messages::claim_messages_as(&mut tx, &claimed, &initial).await?
     };
-    // The first steps of the claims that proceed join the batch's own rows; a new message's
-    // change is already in its inserted row.
-    let mut started = Vec::new();
-    for ((m, then), outcome) in claimed.iter().zip(thens).zip(&outcomes) {
-        if let Some(then) = then
-            && proceeds(&m.tenant_id, outcome)
-        {
-            match (outcome, then.update) {
-                (ClaimOutcome::New, Some(u)) => started.push(u),
-                (_, u) => updates.extend(u),
-            }
-            events.extend(then.events);
-            dead.extend(then.dead_letter);
-        }
-    }
-    let ids: Vec<_> = updates.iter().map(|u| u.id).collect();
-    let before = stats::lock_counted(&mut tx, &ids, WORKER_OWNED).await?;
-    messages::apply_updates(&mut tx, &updates).await?;
-    messages::insert_events(&mut tx, &events).await?;
-    messages::insert_dead_letters(&mut tx, &dead).await?;
-    // Last, so the rollup's shared rows stay locked only until the commit.
-    let delta = rollup_delta(&claimed, &outcomes, &started, &updates, &before);
-    stats::apply_delta(&mut tx, &delta, rollup_slot).await?;
-    tx.commit().await?;
-    Ok(outcomes)
-}
-
-/// The statuses `messages::apply_updates` may change (its `WHERE`): the rollup must move
-/// exactly the rows it changes.
-const WORKER_OWNED: &[&str] = &["queued", "sending"];
-
-/// The batch's change to the stats rollup: new messages counted as `queued`, and each
-/// update moving its message's count from the status it had (`before`, read under lock) to
-/// the new one.
-fn rollup_delta(
-    claims: &[NewMessage],
-    outcomes: &[ClaimOutcome],
-    started: &[StatusUpdate],
-    updates: &[StatusUpdate],
-    before: &[stats::CountedMessage],
-) -> stats::RollupDelta {
     let mut delta = stats::RollupDelta::default();
-    let started: std::collections::HashMap<_, _> = started.iter().map(|u| (u.id, u)).collect();
-    for (m, outcome) in claims.iter().zip(outcomes) {
+    for ((m, then), outcome) in claimed.iter().zip(&thens).zip(&outcomes) {
         if *outcome == ClaimOutcome::New {
             // Counted in the state it was inserted in.
-            let (status, provider) = match started.get(&m.id) {
+            let (status, provider) = match then.and_then(|t| t.update.as_ref()) {
                 Some(u) => (u.status.as_str(), u.provider_id),
                 None => (MessageStatus::Queued.as_str(), None),
             };
             delta.count(&m.tenant_id, m.created_at, &m.channel, provider, status, 1);
         }
-    }
-    let now = Utc::now();
-    let before: std::collections::HashMap<_, _> = before.iter().map(|b| (b.id, b)).collect();
-    for u in updates {
-        if let Some(b) = before.get(&u.id) {
-            delta.moved(b, &u.status, u.provider_id, now);
+        // The first steps of the claims that proceed join the batch's own rows; a new
+        // message's change is already in its inserted row.
+        if let Some(then) = then
+            && proceeds(&m.tenant_id, outcome)
+        {
+            if *outcome != ClaimOutcome::New {
+                updates.extend(&then.update);
+            }
+            events.extend(&then.events);
+            dead.extend(&then.dead_letter);
         }
     }
-    delta
+    let changed = messages::write_steps(&mut tx, &updates, &events, &dead).await?;
+    // Each row the updates changed moves from where it was counted to where it is now.
+    let now = Utc::now();
+    for c in &changed {
+        delta.moved(&c.before, &c.status, c.provider_id, now);
+    }
+    // Last, so the rollup's shared rows stay locked only until the commit.
+    stats::apply_delta(&mut tx, &delta, rollup_slot).await?;
+    tx.commit().await?;
+    Ok(outcomes)
 }

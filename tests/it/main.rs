@@ -45,4 +45,5 @@ mod unknown_outcome;
 mod webhook_endpoints;
 mod webhooks_crash;
 mod webhooks_out;
+mod writer_batch;
 mod writer_claim;

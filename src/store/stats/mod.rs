@@ -6,9 +6,9 @@
 //!
 //! The worker's writer keeps them current inside its batch transactions: it builds a
 //! [`RollupDelta`] from the batch (each status change moves one count from the old status to
-//! the new one) and applies it with one upsert per table, in a fixed table order and sorted
-//! by key, so concurrent batches lock rollup rows in the same order. The API reads only these
-//! tables.
+//! the new one, the old status as the change's own statement returned it) and applies it in
+//! one statement whose four upserts run in a fixed table order, each sorted by key, so
+//! concurrent batches lock rollup rows in the same order. The API reads only these tables.
 
 mod read;
 mod rollup;

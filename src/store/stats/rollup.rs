@@ -181,115 +181,187 @@ pub async fn count_new(
     apply_delta(conn, &delta, rand::random_range(0..SLOTS)).await
 }
 
-/// Applies a batch's delta to `slot` (taken modulo [`SLOTS`]): one upsert per table, hourly
-/// tables first.
+/// Applies a batch's delta to `slot` (taken modulo [`SLOTS`]): one statement whose four
+/// upserts run one after the other in a fixed order (hourly counts, hourly latencies, daily
+/// counts, daily latencies; each waits for the previous one's rows), each inserting its rows
+/// sorted by key, so every transaction locks rollup rows in the same order.
 pub async fn apply_delta(
     conn: &mut PgConnection,
     delta: &RollupDelta,
     slot: i16,
 ) -> Result<(), sqlx::Error> {
+    if delta.is_empty() {
+        return Ok(());
+    }
     let slot = slot.rem_euclid(SLOTS);
-    for grain in [Grain::Hour, Grain::Day] {
-        let mut counts: BTreeMap<CountKey, i64> = BTreeMap::new();
-        for (k, n) in &delta.counts {
-            let key = CountKey {
-                start: grain.start_of(k.start),
-                ..k.clone()
-            };
-            *counts.entry(key).or_default() += n;
-        }
-        counts.retain(|_, n| *n != 0);
-        upsert_counts(conn, grain, slot, &counts).await?;
-        let mut latencies: BTreeMap<LatencyKey, [i64; LATENCY_BUCKETS]> = BTreeMap::new();
-        for (k, h) in &delta.latencies {
-            let key = LatencyKey {
-                start: grain.start_of(k.start),
-                ..k.clone()
-            };
-            let sum = latencies.entry(key).or_insert([0; LATENCY_BUCKETS]);
-            for (a, b) in sum.iter_mut().zip(h) {
-                *a += b;
-            }
-        }
-        upsert_latencies(conn, grain, slot, &latencies).await?;
+    let hour_counts = counts_at(delta, Grain::Hour);
+    let day_counts = counts_at(delta, Grain::Day);
+    if hour_counts.is_empty() && delta.latencies.is_empty() {
+        return Ok(());
     }
+    let hour_latencies = latencies_at(delta, Grain::Hour);
+    let day_latencies = latencies_at(delta, Grain::Day);
+    let hc = CountColumns::of(&hour_counts);
+    let dc = CountColumns::of(&day_counts);
+    let hl = LatencyColumns::of(&hour_latencies);
+    let dl = LatencyColumns::of(&day_latencies);
+    sqlx::query(ROLLUP_UPSERT)
+        .bind(slot)
+        .bind(LATENCY_BUCKETS as i32)
+        .bind(&hc.tenants)
+        .bind(&hc.starts)
+        .bind(&hc.channels)
+        .bind(&hc.providers)
+        .bind(&hc.statuses)
+        .bind(&hc.ns)
+        .bind(&hl.tenants)
+        .bind(&hl.starts)
+        .bind(&hl.channels)
+        .bind(&hl.providers)
+        .bind(&hl.flat)
+        .bind(&dc.tenants)
+        .bind(&dc.starts)
+        .bind(&dc.channels)
+        .bind(&dc.providers)
+        .bind(&dc.statuses)
+        .bind(&dc.ns)
+        .bind(&dl.tenants)
+        .bind(&dl.starts)
+        .bind(&dl.channels)
+        .bind(&dl.providers)
+        .bind(&dl.flat)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
-async fn upsert_counts(
-    conn: &mut PgConnection,
-    grain: Grain,
-    slot: i16,
-    counts: &BTreeMap<CountKey, i64>,
-) -> Result<(), sqlx::Error> {
-    if counts.is_empty() {
-        return Ok(());
+/// The four upserts of [`apply_delta`]. Each later one reads the row count of the one
+/// before it (an init plan, evaluated before its first row), so the hourly counts are
+/// written, then the hourly latencies, then the daily counts, then the daily latencies,
+/// whatever plan Postgres picks. `$1` is the slot, `$2` the histogram length.
+const ROLLUP_UPSERT: &str = "\
+WITH hc AS ( \
+    INSERT INTO message_stats_hourly AS s \
+        (tenant_id, period_start, channel, provider_id, status, slot, count) \
+    SELECT t.tenant_id, t.period_start, t.channel, t.provider_id, t.status, $1, t.count \
+    FROM UNNEST($3::text[], $4::timestamptz[], $5::text[], $6::uuid[], $7::text[], \
+                $8::bigint[]) AS t(tenant_id, period_start, channel, provider_id, status, count) \
+    ORDER BY 1, 2, 3, 4, 5 \
+    ON CONFLICT (tenant_id, period_start, channel, provider_id, status, slot) \
+    DO UPDATE SET count = s.count + EXCLUDED.count \
+    RETURNING 1), \
+hl AS ( \
+    INSERT INTO message_latency_hourly AS l \
+        (tenant_id, period_start, channel, provider_id, slot, buckets) \
+    SELECT t.tenant_id, t.period_start, t.channel, t.provider_id, $1, \
+           ($13::bigint[])[(t.n::int - 1) * $2 + 1 : t.n::int * $2] \
+    FROM UNNEST($9::text[], $10::timestamptz[], $11::text[], $12::uuid[]) \
+         WITH ORDINALITY AS t(tenant_id, period_start, channel, provider_id, n) \
+    WHERE (SELECT count(*) FROM hc) >= 0 \
+    ORDER BY 1, 2, 3, 4 \
+    ON CONFLICT (tenant_id, period_start, channel, provider_id, slot) DO UPDATE SET buckets = \
+        ARRAY(SELECT COALESCE(a, 0) + COALESCE(b, 0) \
+              FROM UNNEST(l.buckets, EXCLUDED.buckets) AS u(a, b)) \
+    RETURNING 1), \
+dc AS ( \
+    INSERT INTO message_stats_daily AS s \
+        (tenant_id, period_start, channel, provider_id, status, slot, count) \
+    SELECT t.tenant_id, t.period_start, t.channel, t.provider_id, t.status, $1, t.count \
+    FROM UNNEST($14::text[], $15::timestamptz[], $16::text[], $17::uuid[], $18::text[], \
+                $19::bigint[]) AS t(tenant_id, period_start, channel, provider_id, status, count) \
+    WHERE (SELECT count(*) FROM hl) >= 0 \
+    ORDER BY 1, 2, 3, 4, 5 \
+    ON CONFLICT (tenant_id, period_start, channel, provider_id, status, slot) \
+    DO UPDATE SET count = s.count + EXCLUDED.count \
+    RETURNING 1), \
+dl AS ( \
+    INSERT INTO message_latency_daily AS l \
+        (tenant_id, period_start, channel, provider_id, slot, buckets) \
+    SELECT t.tenant_id, t.period_start, t.channel, t.provider_id, $1, \
+           ($24::bigint[])[(t.n::int - 1) * $2 + 1 : t.n::int * $2] \
+    FROM UNNEST($20::text[], $21::timestamptz[], $22::text[], $23::uuid[]) \
+         WITH ORDINALITY AS t(tenant_id, period_start, channel, provider_id, n) \
+    WHERE (SELECT count(*) FROM dc) >= 0 \
+    ORDER BY 1, 2, 3, 4 \
+    ON CONFLICT (tenant_id, period_start, channel, provider_id, slot) DO UPDATE SET buckets = \
+        ARRAY(SELECT COALESCE(a, 0) + COALESCE(b, 0) \
+              FROM UNNEST(l.buckets, EXCLUDED.buckets) AS u(a, b)) \
+    RETURNING 1) \
+SELECT count(*) FROM dl";
+
+/// The delta's counts summed per period of `grain`, without the ones that cancel out.
+fn counts_at(delta: &RollupDelta, grain: Grain) -> BTreeMap<CountKey, i64> {
+    let mut counts: BTreeMap<CountKey, i64> = BTreeMap::new();
+    for (k, n) in &delta.counts {
+        let key = CountKey {
+            start: grain.start_of(k.start),
+            ..k.clone()
+        };
+        *counts.entry(key).or_default() += n;
     }
-    let tenants: Vec<&str> = counts.keys().map(|k| k.tenant_id.as_str()).collect();
-    let starts: Vec<DateTime<Utc>> = counts.keys().map(|k| k.start).collect();
-    let channels: Vec<&str> = counts.keys().map(|k| k.channel.as_str()).collect();
-    let providers: Vec<Uuid> = counts.keys().map(|k| k.provider_id).collect();
-    let statuses: Vec<&str> = counts.keys().map(|k| k.status.as_str()).collect();
-    let ns: Vec<i64> = counts.values().copied().collect();
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO {} AS s (tenant_id, period_start, channel, provider_id, status, slot, count) \
-         SELECT t.tenant_id, t.period_start, t.channel, t.provider_id, t.status, $7, t.count \
-         FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::uuid[], $5::text[], $6::bigint[]) \
-              AS t(tenant_id, period_start, channel, provider_id, status, count) \
-         ORDER BY 1, 2, 3, 4, 5 \
-         ON CONFLICT (tenant_id, period_start, channel, provider_id, status, slot) \
-         DO UPDATE SET count = s.count + EXCLUDED.count",
-        grain.counts_table()
-    )))
-    .bind(&tenants)
-    .bind(&starts)
-    .bind(&channels)
-    .bind(&providers)
-    .bind(&statuses)
-    .bind(&ns)
-    .bind(slot)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
+    counts.retain(|_, n| *n != 0);
+    counts
 }
 
-async fn upsert_latencies(
-    conn: &mut PgConnection,
-    grain: Grain,
-    slot: i16,
-    latencies: &BTreeMap<LatencyKey, [i64; LATENCY_BUCKETS]>,
-) -> Result<(), sqlx::Error> {
-    if latencies.is_empty() {
-        return Ok(());
+/// The delta's latency histograms summed per period of `grain`.
+fn latencies_at(delta: &RollupDelta, grain: Grain) -> BTreeMap<LatencyKey, [i64; LATENCY_BUCKETS]> {
+    let mut latencies: BTreeMap<LatencyKey, [i64; LATENCY_BUCKETS]> = BTreeMap::new();
+    for (k, h) in &delta.latencies {
+        let key = LatencyKey {
+            start: grain.start_of(k.start),
+            ..k.clone()
+        };
+        let sum = latencies.entry(key).or_insert([0; LATENCY_BUCKETS]);
+        for (a, b) in sum.iter_mut().zip(h) {
+            *a += b;
+        }
     }
-    let tenants: Vec<&str> = latencies.keys().map(|k| k.tenant_id.as_str()).collect();
-    let starts: Vec<DateTime<Utc>> = latencies.keys().map(|k| k.start).collect();
-    let channels: Vec<&str> = latencies.keys().map(|k| k.channel.as_str()).collect();
-    let providers: Vec<Uuid> = latencies.keys().map(|k| k.provider_id).collect();
-    // One flat array (rows × buckets): Postgres arrays of arrays must be rectangular.
-    let flat: Vec<i64> = latencies.values().flat_map(|h| h.iter().copied()).collect();
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO {} AS l (tenant_id, period_start, channel, provider_id, slot, buckets) \
-         SELECT t.tenant_id, t.period_start, t.channel, t.provider_id, $7, \
-                ($5::bigint[])[(t.n::int - 1) * $6 + 1 : t.n::int * $6] \
-         FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::uuid[]) \
-              WITH ORDINALITY AS t(tenant_id, period_start, channel, provider_id, n) \
-         ORDER BY 1, 2, 3, 4 \
-         ON CONFLICT (tenant_id, period_start, channel, provider_id, slot) DO UPDATE SET buckets = \
-            ARRAY(SELECT COALESCE(a, 0) + COALESCE(b, 0) \
-                  FROM UNNEST(l.buckets, EXCLUDED.buckets) AS u(a, b))",
-        grain.latency_table()
-    )))
-    .bind(&tenants)
-    .bind(&starts)
-    .bind(&channels)
-    .bind(&providers)
-    .bind(&flat)
-    .bind(LATENCY_BUCKETS as i32)
-    .bind(slot)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
+    latencies
+}
+
+/// Count rows as arrays, in key order.
+struct CountColumns<'a> {
+    tenants: Vec<&'a str>,
+    starts: Vec<DateTime<Utc>>,
+    channels: Vec<&'a str>,
+    providers: Vec<Uuid>,
+    statuses: Vec<&'a str>,
+    ns: Vec<i64>,
+}
+
+impl<'a> CountColumns<'a> {
+    fn of(counts: &'a BTreeMap<CountKey, i64>) -> Self {
+        CountColumns {
+            tenants: counts.keys().map(|k| k.tenant_id.as_str()).collect(),
+            starts: counts.keys().map(|k| k.start).collect(),
+            channels: counts.keys().map(|k| k.channel.as_str()).collect(),
+            providers: counts.keys().map(|k| k.provider_id).collect(),
+            statuses: counts.keys().map(|k| k.status.as_str()).collect(),
+            ns: counts.values().copied().collect(),
+        }
+    }
+}
+
+/// Histogram rows as arrays, in key order; the histograms as one flat array (rows ×
+/// buckets): Postgres arrays of arrays must be rectangular.
+struct LatencyColumns<'a> {
+    tenants: Vec<&'a str>,
+    starts: Vec<DateTime<Utc>>,
+    channels: Vec<&'a str>,
+    providers: Vec<Uuid>,
+    flat: Vec<i64>,
+}
+
+impl<'a> LatencyColumns<'a> {
+    fn of(latencies: &'a BTreeMap<LatencyKey, [i64; LATENCY_BUCKETS]>) -> Self {
+        LatencyColumns {
+            tenants: latencies.keys().map(|k| k.tenant_id.as_str()).collect(),
+            starts: latencies.keys().map(|k| k.start).collect(),
+            channels: latencies.keys().map(|k| k.channel.as_str()).collect(),
+            providers: latencies.keys().map(|k| k.provider_id).collect(),
+            flat: latencies.values().flat_map(|h| h.iter().copied()).collect(),
+        }
+    }
 }
 
 #[cfg(test)]
