@@ -188,7 +188,10 @@ pub async fn serve(
     state.send_redis.warm_up().await;
     let publisher = state.publisher.clone();
     tracing::info!(addr = %listener.local_addr()?, "intake listening");
-    axum::serve(listener, router(state))
+    // `router` already bound the state, so every route is ready: a connection gets a clone of
+    // it (an `Arc`), not the rebuilt route table axum makes per connection otherwise (which
+    // it also drops when the connection ends).
+    axum::serve(listener, router(state).into_make_service())
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await?;
     publisher.close().await;
