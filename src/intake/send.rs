@@ -400,6 +400,8 @@ async fn accept(
         limits,
         lane: lane_ask.as_ref().ok(),
     };
+    // `Err((asked, why))`: `asked` is false when Redis was not tried (resting after a failed
+    // connect), so an outage counts one unanswered lane decision per try, not per send.
     let answer = match state.send_redis.link().await {
         Ok(mut link) => {
             let answer = send_gate::admit(&mut link.conn, &ask).await;
@@ -408,9 +410,9 @@ async fn accept(
             }
             answer
                 .map(|outcome| (link, outcome))
-                .map_err(|e| e.to_string())
+                .map_err(|e| (true, e.to_string()))
         }
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err((e.tried(), e.to_string())),
     };
     let (mut redis, counted, lane) = match answer {
         Ok((_, Outcome::Used(found))) => {
@@ -447,11 +449,12 @@ async fn accept(
             };
             (Some(link), Some(counted), lane)
         }
-        Err(e) => {
+        Err((asked, e)) => {
             tracing::warn!(error = %e,
                 "Redis unavailable; accepting without idempotency claim, limits or fair share");
             let lane = match &lane_ask {
-                Ok(ask) => state.lanes.unanswered(ask, &e),
+                Ok(ask) if asked => state.lanes.unanswered(ask, &e),
+                Ok(ask) => ask.requested,
                 Err(lane) => *lane,
             };
             (None, None, lane)
