@@ -1,32 +1,29 @@
 //! Idempotency keys in Redis, claimed in the same round trip that leaves the "queued" marker
-//! for the message (so a backlog still reads as `queued`).
+//! for the message (so a backlog still reads as `queued`): the send's one script
+//! (`send_gate`), which also admits the send under its limits and decides its lane.
 //!
 //! Keys (`ns` is `COMMUNICATION_NAMESPACE`):
 //! - `ns:idem:{tenant}:<sha256(key)>` holds `pending|<fingerprint>|<id>` while the publish is
 //!   in flight and `done|<fingerprint>|<id>` after the broker confirmed it (24 h);
 //! - `ns:msg:{tenant}:<id>` is the queued marker (24 h).
 //!
-//! The claim script writes both, so both carry the tenant as their Redis Cluster hash tag
-//! (`{tenant}`: the only part both are built from) and land in one slot.
+//! The send's script writes both, so both carry the tenant as their Redis Cluster hash tag
+//! (`{tenant}`: the only part every key of that script is built from) and land in one slot.
 
-use deadpool_redis::redis::{self, Script};
+use deadpool_redis::redis;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 pub const IDEMPOTENCY_TTL_SECS: u64 = 24 * 3600;
 pub const MARKER_TTL_SECS: u64 = 24 * 3600;
 
-/// What the claim found.
+/// A claim found already stored for the key: whose publish was confirmed (`done`) or is in
+/// flight, for which body, and its message id.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Claim {
-    /// The key is ours now.
-    Claimed,
-    /// The key was already used.
-    Existing {
-        done: bool,
-        fingerprint: String,
-        id: Uuid,
-    },
+pub struct Claim {
+    pub done: bool,
+    pub fingerprint: String,
+    pub id: Uuid,
 }
 
 pub fn idem_key(ns: &str, tenant: &str, key: &str) -> String {
@@ -40,62 +37,34 @@ pub fn marker_key(ns: &str, tenant: &str, id: Uuid) -> String {
     format!("{ns}:msg:{{{tenant}}}:{id}")
 }
 
-const CLAIM: &str = r"
-local cur = redis.call('GET', KEYS[1])
-if cur then return cur end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])
-return false
-";
+/// The claim's value while the publish is in flight.
+pub fn pending_value(fingerprint: &str, id: Uuid) -> String {
+    format!("pending|{fingerprint}|{id}")
+}
 
-const RELEASE: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-redis.call('DEL', KEYS[2])
-return 1
-";
-
-pub async fn claim(
-    conn: &mut deadpool_redis::Connection,
-    idem: &str,
-    marker: &str,
-    fingerprint: &str,
-    id: Uuid,
-    marker_value: &str,
-) -> Result<Claim, redis::RedisError> {
-    let pending = format!("pending|{fingerprint}|{id}");
-    let found: Option<String> = Script::new(CLAIM)
-        .key(idem)
-        .key(marker)
-        .arg(&pending)
-        .arg(IDEMPOTENCY_TTL_SECS)
-        .arg(marker_value)
-        .arg(MARKER_TTL_SECS)
-        .invoke_async(conn)
-        .await?;
-    let Some(found) = found else {
-        return Ok(Claim::Claimed);
-    };
+/// What a stored claim value says.
+pub fn parse_claim(found: &str) -> Claim {
     let mut parts = found.splitn(3, '|');
     let state = parts.next().unwrap_or_default();
     let fp = parts.next().unwrap_or_default().to_owned();
-    let existing = parts.next().and_then(|s| Uuid::parse_str(s).ok());
-    match existing {
-        Some(existing) => Ok(Claim::Existing {
+    match parts.next().and_then(|s| Uuid::parse_str(s).ok()) {
+        Some(id) => Claim {
             done: state == "done",
             fingerprint: fp,
-            id: existing,
-        }),
+            id,
+        },
         // Unreadable value: treat as in flight rather than risk a duplicate.
-        None => Ok(Claim::Existing {
+        None => Claim {
             done: false,
             fingerprint: fp,
             id: Uuid::nil(),
-        }),
+        },
     }
 }
 
-pub async fn complete(
-    conn: &mut deadpool_redis::Connection,
+/// Marks the claim done after the broker confirmed the publish (its TTL kept).
+pub async fn complete<C: redis::aio::ConnectionLike>(
+    conn: &mut C,
     idem: &str,
     fingerprint: &str,
     id: Uuid,
@@ -106,27 +75,6 @@ pub async fn complete(
         .arg("KEEPTTL")
         .query_async::<()>(conn)
         .await
-}
-
-/// Releases a claim (and the marker) after a failed publish, so the caller can retry.
-pub async fn release(
-    conn: &mut deadpool_redis::Connection,
-    idem: Option<&str>,
-    marker: &str,
-    fingerprint: &str,
-    id: Uuid,
-) -> Result<(), redis::RedisError> {
-    let Some(idem) = idem else {
-        return redis::cmd("DEL").arg(marker).query_async::<()>(conn).await;
-    };
-    let pending = format!("pending|{fingerprint}|{id}");
-    Script::new(RELEASE)
-        .key(idem)
-        .key(marker)
-        .arg(pending)
-        .invoke_async::<i64>(conn)
-        .await
-        .map(|_| ())
 }
 
 pub async fn set_marker(
@@ -162,6 +110,35 @@ mod tests {
                 (close > open + 1).then(|| &key[open + 1..close])
             })
             .unwrap_or(key)
+    }
+
+    #[test]
+    fn a_stored_claim_reads_back_and_an_unreadable_one_is_in_flight() {
+        let id = Uuid::new_v4();
+        assert_eq!(
+            parse_claim(&pending_value("abc", id)),
+            Claim {
+                done: false,
+                fingerprint: "abc".into(),
+                id
+            }
+        );
+        assert_eq!(
+            parse_claim(&format!("done|abc|{id}")),
+            Claim {
+                done: true,
+                fingerprint: "abc".into(),
+                id
+            }
+        );
+        assert_eq!(
+            parse_claim("garbage"),
+            Claim {
+                done: false,
+                fingerprint: String::new(),
+                id: Uuid::nil()
+            }
+        );
     }
 
     #[test]

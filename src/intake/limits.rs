@@ -15,12 +15,10 @@ use chrono::{Days, NaiveDate, Utc};
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use uuid::Uuid;
 
 use super::AppState;
 use super::auth::{Caller, OperatorFor};
 use super::error::{ApiError, ApiErrors, BodyErrors};
-use super::idempotency;
 use super::json::{FieldProblem, JsonBody, RequestFields};
 use super::query::{QueryParams, invalid};
 use crate::domain::FieldError;
@@ -186,27 +184,9 @@ pub async fn get_usage(
     })
 }
 
-/// The idempotency claim a refused send releases.
-pub struct Claim<'a> {
-    pub idem: Option<&'a str>,
-    pub marker: &'a str,
-    pub fingerprint: &'a str,
-    pub id: Uuid,
-}
-
-/// The answer to a send over a limit: releases its idempotency claim and marker (so the same
-/// key can be retried once the limit allows), counts it, and builds the 429.
-pub async fn refuse(
-    conn: Option<&mut deadpool_redis::Connection>,
-    claim: Claim<'_>,
-    refusal: Refusal,
-) -> ApiError {
-    if let Some(conn) = conn
-        && let Err(e) =
-            idempotency::release(conn, claim.idem, claim.marker, claim.fingerprint, claim.id).await
-    {
-        tracing::warn!(error = %e, "could not release idempotency claim");
-    }
+/// The answer to a send over a limit (its script wrote nothing: no claim to release, nothing
+/// counted): counts it and builds the 429.
+pub fn refuse(refusal: Refusal) -> ApiError {
     metrics::counter!("communication_intake_refused_total", "reason" => refusal.code())
         .increment(1);
     let detail = match refusal {

@@ -19,6 +19,8 @@ pub mod providers;
 pub mod query;
 pub mod retention;
 pub mod send;
+pub mod send_gate;
+pub mod send_redis;
 pub mod stats;
 pub mod suppressions;
 pub mod webhook_attempts;
@@ -53,6 +55,8 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub struct AppState {
     pub pool: PgPool,
     pub redis: deadpool_redis::Pool,
+    /// `POST /v1/send`'s own Redis connection (one multiplexed connection, no pool checkout).
+    pub send_redis: send_redis::SendRedis,
     pub publisher: Arc<Publisher>,
     pub keyring: Arc<Keyring>,
     pub service_token: Option<SecretString>,
@@ -94,9 +98,12 @@ impl AppState {
             &config.namespace,
             crate::limits::LimitsCache::new(pool.clone(), config.intake.limits_cache_ttl),
         );
+        let send_redis =
+            send_redis::SendRedis::new(secrecy::ExposeSecret::expose_secret(&config.redis.url));
         Ok(AppState {
             pool,
             redis,
+            send_redis,
             publisher,
             keyring: config.keyring.clone(),
             service_token: config.intake.service_token.clone(),
@@ -178,9 +185,13 @@ pub async fn serve(
     if let Err(e) = state.publisher.warm_up().await {
         tracing::warn!(error = %e, "RabbitMQ not reachable at start-up; sends answer 503 until it is");
     }
+    state.send_redis.warm_up().await;
     let publisher = state.publisher.clone();
     tracing::info!(addr = %listener.local_addr()?, "intake listening");
-    axum::serve(listener, router(state))
+    // `router` already bound the state, so every route is ready: a connection gets a clone of
+    // it (an `Arc`), not the rebuilt route table axum makes per connection otherwise (which
+    // it also drops when the connection ends).
+    axum::serve(listener, router(state).into_make_service())
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await?;
     publisher.close().await;

@@ -1,5 +1,6 @@
-//! `POST /v1/send`: validate, claim the idempotency key, admit under the tenant's limits
-//! (`crate::limits`), publish with a confirm, answer 202.
+//! `POST /v1/send`: validate; claim the idempotency key, admit under the tenant's limits
+//! (`crate::limits`) and decide the lane (`crate::lanes`) in one Redis script (`send_gate`);
+//! publish with a confirm, answer 202.
 //! Never touches Postgres. [`SendRequest`] and [`SendAccepted`] are what the handler reads and
 //! answers, and what OpenAPI documents.
 
@@ -19,12 +20,14 @@ use uuid::Uuid;
 use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, ApiErrors, BodyErrors};
-use super::idempotency::{self, Claim};
+use super::idempotency;
 use super::json::{FieldProblem, JsonBody, ProblemKind, RequestFields};
+use super::send_gate::{self, Outcome};
 use crate::domain::{
     Channel, Content, FieldError, MAX_TTL_SECONDS, MessageDraft, Priority, TenantId, ValidMessage,
     check_idempotency_key,
 };
+use crate::limits::{LimitsGate, Refusal};
 use crate::queue::topology::stamp_published_at;
 use crate::queue::{Envelope, PublishError, Topology};
 use crate::trace_context::{self, TraceContext};
@@ -251,8 +254,8 @@ pub(super) fn queued_marker(message: &ValidMessage, created_at: DateTime<Utc>) -
     serde_json::to_string(&marker).unwrap_or_default()
 }
 
-/// Publishes a send straight to its lane on `{ns}.send` (the lane decided here, as the router
-/// would: `lanes::fair_share`) and waits for the broker's confirm (timed). The envelope
+/// Publishes a send straight to `lane` on `{ns}.send` (decided by the send's script as the
+/// router would: `lanes::fair_share`) and waits for the broker's confirm (timed). The envelope
 /// carries the priority asked for, so a retry is re-laned from it.
 pub(super) async fn publish_send(
     state: &AppState,
@@ -260,14 +263,11 @@ pub(super) async fn publish_send(
     tenant: &TenantId,
     message: &ValidMessage,
     priority: Option<Priority>,
+    lane: Priority,
     created_at: DateTime<Utc>,
 ) -> Result<(), PublishError> {
     let mut envelope = Envelope::new(id, tenant, message, created_at);
     envelope.priority = priority;
-    let lane = state
-        .lanes
-        .decide(tenant, message.channel, priority.unwrap_or_default())
-        .await;
     let mut headers = lapin::types::FieldTable::default();
     stamp_published_at(&mut headers);
     let started = Instant::now();
@@ -371,106 +371,115 @@ async fn accept(
 
     let id = Uuid::now_v7();
     let created_at = Utc::now();
+    let channel = message.channel;
     let marker = idempotency::marker_key(&state.namespace, tenant.as_str(), id);
     let marker_value = queued_marker(&message, created_at);
     let idem = idempotency_key
         .as_deref()
         .map(|k| idempotency::idem_key(&state.namespace, tenant.as_str(), k));
+    let claim = idem.as_deref().map(|k| (k, fingerprint.as_str()));
+    let requested = priority.unwrap_or_default();
+    let lane_ask = state
+        .lanes
+        .ask(&tenant, channel, requested, created_at.timestamp());
+    let limits = state.limits.limits(tenant.as_str()).await;
 
-    // Redis: one round trip claims the key and leaves the queued marker. If Redis is down the
-    // send is still accepted; the worker's unique (tenant, idempotency_key) is the backstop.
-    let mut redis = match state.redis.get().await {
-        Ok(c) => Some(c),
-        Err(e) => {
-            tracing::warn!(error = %e, "Redis unavailable; accepting without idempotency claim");
-            None
-        }
+    // Redis: one script claims the key, admits the send under the tenant's limits, decides its
+    // lane and leaves the queued marker (`send_gate`). If Redis is down, the send is still
+    // accepted, unclaimed, unlimited, in the lane it asked for; the worker's unique
+    // (tenant, idempotency_key) is the backstop.
+    let ask = send_gate::SendAsk {
+        namespace: &state.namespace,
+        tenant: tenant.as_str(),
+        channel,
+        id,
+        now: created_at,
+        idempotency: claim,
+        marker: &marker,
+        marker_value: &marker_value,
+        limits,
+        lane: lane_ask.as_ref().ok(),
     };
-    if let Some(conn) = redis.as_mut() {
-        let claimed = match &idem {
-            Some(idem) => {
-                idempotency::claim(conn, idem, &marker, &fingerprint, id, &marker_value).await
+    // `Err((asked, why))`: `asked` is false when Redis was not tried (resting after a failed
+    // connect), so an outage counts one unanswered lane decision per try, not per send.
+    let answer = match state.send_redis.link().await {
+        Ok(mut link) => {
+            let answer = send_gate::admit(&mut link.conn, &ask).await;
+            if let Err(e) = &answer {
+                state.send_redis.broken(&link, e);
             }
-            None => idempotency::set_marker(conn, &marker, &marker_value)
-                .await
-                .map(|_| Claim::Claimed),
-        };
-        match claimed {
-            Ok(Claim::Claimed) => {}
-            Ok(Claim::Existing {
-                done,
-                fingerprint: theirs,
-                id: existing,
-            }) => {
-                if theirs != fingerprint {
-                    return Err(ApiError::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "idempotency_key_reused",
-                        "this Idempotency-Key was used with a different request body",
-                    ));
-                }
-                if !done {
-                    return Err(ApiError::new(
-                        StatusCode::CONFLICT,
-                        "idempotency_key_in_flight",
-                        "a request with this Idempotency-Key is still being processed",
-                    ));
-                }
-                metrics::counter!("communication_idempotent_replays_total").increment(1);
-                return Ok(accepted(existing, true));
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "Redis claim failed; accepting without idempotency claim");
-                redis = None;
-            }
+            answer
+                .map(|outcome| (link, outcome))
+                .map_err(|e| (true, e.to_string()))
         }
-    }
-
-    // The operator's limits (accept rate, daily quota): one atomic Redis round trip checks and
-    // counts this send. A replay was answered above and spends nothing; a refusal releases the
-    // claim so the same key can be retried later.
-    let admitted = state
-        .limits
-        .admit(redis.as_mut(), tenant.as_str(), message.channel, created_at)
-        .await;
-    let counted = match admitted {
-        Ok(counted) => counted,
-        Err(refusal) => {
-            let claim = super::limits::Claim {
-                idem: idem.as_deref(),
-                marker: &marker,
-                fingerprint: &fingerprint,
-                id,
+        Err(e) => Err((e.tried(), e.to_string())),
+    };
+    let (mut redis, counted, lane) = match answer {
+        Ok((_, Outcome::Used(found))) => {
+            if found.fingerprint != fingerprint {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "idempotency_key_reused",
+                    "this Idempotency-Key was used with a different request body",
+                ));
+            }
+            if !found.done {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "idempotency_key_in_flight",
+                    "a request with this Idempotency-Key is still being processed",
+                ));
+            }
+            metrics::counter!("communication_idempotent_replays_total").increment(1);
+            return Ok(accepted(found.id, true));
+        }
+        Ok((_, Outcome::Refused(verdict))) => {
+            let refusal = LimitsGate::refusal(verdict, channel, limits, created_at).unwrap_or(
+                Refusal::RateLimited {
+                    retry_after_secs: 1,
+                },
+            );
+            return Err(super::limits::refuse(refusal));
+        }
+        Ok((link, Outcome::Accepted { counted, lane })) => {
+            let lane = match (&lane_ask, lane) {
+                (Ok(ask), Some(n)) => state.lanes.answered(channel, ask, n),
+                (Ok(ask), None) => ask.requested,
+                (Err(lane), _) => *lane,
             };
-            return Err(super::limits::refuse(redis.as_mut(), claim, refusal).await);
+            (Some(link), Some(counted), lane)
+        }
+        Err((asked, e)) => {
+            tracing::warn!(error = %e,
+                "Redis unavailable; accepting without idempotency claim, limits or fair share");
+            let lane = match &lane_ask {
+                Ok(ask) if asked => state.lanes.unanswered(ask, &e),
+                Ok(ask) => ask.requested,
+                Err(lane) => *lane,
+            };
+            (None, None, lane)
         }
     };
 
-    let published = publish_send(&state, id, &tenant, &message, priority, created_at).await;
+    let published = publish_send(&state, id, &tenant, &message, priority, lane, created_at).await;
     if let Err(e) = published {
         tracing::warn!(message_id = %id, error = %e, "publish failed; send refused with 503");
-        if let (Some(conn), Some(counted)) = (redis.as_mut(), counted.as_ref())
-            && let Err(re) = state.limits.give_back(conn, counted).await
+        if let (Some(link), Some(counted)) = (redis.as_mut(), counted.as_ref())
+            && let Err(re) = send_gate::undo(&mut link.conn, counted, &marker, claim, id).await
         {
-            tracing::warn!(error = %re, "could not give back the counted send");
-        }
-        if let Some(conn) = redis.as_mut()
-            && let Err(re) =
-                idempotency::release(conn, idem.as_deref(), &marker, &fingerprint, id).await
-        {
-            tracing::warn!(error = %re, "could not release idempotency claim");
+            tracing::warn!(error = %re,
+                "could not give back the counted send or release its idempotency claim");
         }
         return Err(ApiError::unavailable("the message broker"));
     }
-    if let (Some(conn), Some(idem)) = (redis.as_mut(), idem.as_deref())
-        && let Err(e) = idempotency::complete(conn, idem, &fingerprint, id).await
+    if let (Some(link), Some(idem)) = (redis.as_mut(), idem.as_deref())
+        && let Err(e) = idempotency::complete(&mut link.conn, idem, &fingerprint, id).await
     {
         // The message is accepted; a retry with the key would answer 409 until the TTL ends.
         tracing::warn!(error = %e, "could not mark idempotency key done");
     }
-    metrics::counter!("communication_accepted_total", "channel" => message.channel.as_str())
-        .increment(1);
-    tracing::debug!(message_id = %id, channel = message.channel.as_str(), "send accepted");
+    metrics::counter!("communication_accepted_total", "channel" => channel.as_str()).increment(1);
+    tracing::debug!(message_id = %id, channel = channel.as_str(), "send accepted");
     Ok(accepted(id, false))
 }
 

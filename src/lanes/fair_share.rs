@@ -1,6 +1,7 @@
 //! The fair share: per tenant, channel and lane, a fixed one-second window counter in Redis,
 //! `{ns}:fair:{<tenant>}:{channel}:{lane}:{epoch_second}` (the tenant is the Redis Cluster
-//! hash tag, so the three lanes of one decision share a slot; each key expires after 2 s).
+//! hash tag, so the lanes of one decision — and the intake's other keys of the same send —
+//! share a slot; each key expires after 2 s).
 //!
 //! A message asking for lane L takes L while its tenant put fewer than L's share into L this
 //! second, else it tries the next lower lane; `bulk` has no share (the floor). So a tenant
@@ -8,11 +9,17 @@
 //! high lane and the rest queues behind everyone's normal or bulk traffic, and another
 //! tenant's `high` messages are not held up behind it.
 //!
-//! Redis down or slow (past `COMMUNICATION_FAIR_SHARE_REDIS_TIMEOUT_MS`): the message takes
-//! the lane it asked for — the decision never blocks, refuses or loses a message — with a
-//! warning (at most one per [`WARN_EVERY`]) and `communication_fair_share_unavailable_total`.
-//! After a failure, Redis is not asked again for [`RECHECK`], so an outage costs one timeout
-//! per second, not one per message.
+//! The decision is [`FAIR_LANE_LUA`], run two ways: the router asks Redis itself
+//! ([`LaneDecider::decide`], one round trip), and the intake runs it inside its one script per
+//! send, with the idempotency claim and the limits (`intake::send_gate`), from
+//! [`LaneDecider::ask`].
+//!
+//! Redis down or slow: the message takes the lane it asked for — the decision never blocks,
+//! refuses or loses a message — with a warning (at most one per [`WARN_EVERY`]) and
+//! `communication_fair_share_unavailable_total`. The router waits at most
+//! `COMMUNICATION_FAIR_SHARE_REDIS_TIMEOUT_MS`, and after a failure does not ask Redis again
+//! for [`RECHECK`], so an outage costs one timeout per second, not one per message. The intake
+//! waits no longer than its send script's own timeout (see `intake::send_redis`).
 
 use std::sync::LazyLock;
 use std::sync::Mutex as StdMutex;
@@ -30,22 +37,36 @@ pub const RECHECK: Duration = Duration::from_secs(1);
 /// At most one "Redis unavailable" warning per this long.
 pub const WARN_EVERY: Duration = Duration::from_secs(10);
 
-/// KEYS: the high, normal and bulk counters of this second. ARGV: requested lane (1 high, 2
-/// normal, 3 bulk), high share, normal share. Returns the lane taken (1–3) and counts it.
-static DECIDE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local shares = {tonumber(ARGV[2]), tonumber(ARGV[3])}
-local lane = tonumber(ARGV[1])
-while lane < 3 do
-  local n = tonumber(redis.call('GET', KEYS[lane]) or '0')
-  if n < shares[lane] then break end
-  lane = lane + 1
+/// The Lua function `fair_lane(keys, lane, share_high, share_normal)`: the lane (1 high, 2
+/// normal, 3 bulk) a message asking for `lane` takes, counted in its counter. `keys[l]` is the
+/// counter of lane `l` this second, for `l` from `lane` to 3 (the lanes it may take). Shared by
+/// the router's [`LaneDecider::decide`] and the intake's one script per send
+/// (`intake::send_gate`).
+pub const FAIR_LANE_LUA: &str = r"
+local function fair_lane(keys, lane, share_high, share_normal)
+  local shares = {share_high, share_normal}
+  while lane < 3 do
+    local n = tonumber(redis.call('GET', keys[lane]) or '0')
+    if n < shares[lane] then break end
+    lane = lane + 1
+  end
+  if redis.call('INCR', keys[lane]) == 1 then redis.call('EXPIRE', keys[lane], 2) end
+  return lane
 end
-if redis.call('INCR', KEYS[lane]) == 1 then redis.call('EXPIRE', KEYS[lane], 2) end
-return lane
-",
-    )
+";
+
+/// KEYS: the counters of this second from the requested lane down to bulk. ARGV: requested
+/// lane (1 high, 2 normal, 3 bulk), high share, normal share. Returns the lane taken (1–3) and
+/// counts it.
+static DECIDE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{FAIR_LANE_LUA}
+local lane = tonumber(ARGV[1])
+local keys = {{}}
+for l = lane, 3 do keys[l] = KEYS[l - lane + 1] end
+return fair_lane(keys, lane, tonumber(ARGV[2]), tonumber(ARGV[3]))
+"
+    ))
 });
 
 /// The counter of one tenant, channel and lane in one second.
@@ -64,10 +85,47 @@ pub fn counter_key(
     )
 }
 
+/// The counters a message asking for `requested` may touch: its lane's and each lower one's.
+fn counter_keys(
+    namespace: &str,
+    tenant: &TenantId,
+    channel: Channel,
+    requested: Priority,
+    epoch_second: i64,
+) -> Vec<String> {
+    Priority::ALL[requested.index()..]
+        .iter()
+        .map(|lane| counter_key(namespace, tenant, channel, *lane, epoch_second))
+        .collect()
+}
+
+/// A lane decision to be made inside another Redis script (the intake's one call per send),
+/// with [`FAIR_LANE_LUA`]: from [`LaneDecider::ask`], answered with [`LaneDecider::answered`]
+/// or [`LaneDecider::unanswered`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaneAsk {
+    pub requested: Priority,
+    /// The counters of this second from `requested` down to bulk, in that order.
+    pub keys: Vec<String>,
+    pub share_high: u32,
+    pub share_normal: u32,
+}
+
 struct Outage {
     /// Redis is not asked before this.
     retry_at: Option<Instant>,
     last_warning: Option<Instant>,
+}
+
+impl Outage {
+    /// Warns that fair share is off, at most once per [`WARN_EVERY`].
+    fn warn(&mut self, error: &dyn std::fmt::Display) {
+        if self.last_warning.is_none_or(|w| w.elapsed() >= WARN_EVERY) {
+            self.last_warning = Some(Instant::now());
+            tracing::warn!(error = %error,
+                "Redis unavailable; messages take the lane they ask for (no fair share) until it answers");
+        }
+    }
 }
 
 /// Decides lanes; one per process, shared by the intake's requests or the worker's router.
@@ -116,30 +174,71 @@ impl LaneDecider {
         channel: Channel,
         requested: Priority,
     ) -> Priority {
+        let second = chrono::Utc::now().timestamp();
+        let ask = match self.ask(tenant, channel, requested, second) {
+            Ok(ask) => ask,
+            Err(lane) => return lane,
+        };
+        match self.ask_redis(&ask).await {
+            Some(n) => self.answered(channel, &ask, n),
+            None => requested,
+        }
+    }
+
+    /// What deciding the lane of a message of `tenant` asking for `requested` needs from
+    /// Redis in second `epoch_second`; `Err(lane)` when Redis has nothing to decide: lanes off
+    /// (`normal`), or `bulk` asked (the floor).
+    pub fn ask(
+        &self,
+        tenant: &TenantId,
+        channel: Channel,
+        requested: Priority,
+        epoch_second: i64,
+    ) -> Result<LaneAsk, Priority> {
         if !self.settings.enabled {
-            return Priority::Normal;
+            return Err(Priority::Normal);
         }
         if requested == Priority::Bulk {
             // The floor: nothing to decide, no round trip.
-            return Priority::Bulk;
+            return Err(Priority::Bulk);
         }
-        let Some(lane) = self.ask_redis(tenant, channel, requested).await else {
-            return requested;
-        };
-        if lane != requested {
+        Ok(LaneAsk {
+            requested,
+            keys: counter_keys(&self.namespace, tenant, channel, requested, epoch_second),
+            share_high: self.settings.share_high,
+            share_normal: self.settings.share_normal,
+        })
+    }
+
+    /// The lane [`FAIR_LANE_LUA`] answered (`n`, 1–3) for `ask`; a demotion is counted in
+    /// `communication_lane_demotions_total`.
+    pub fn answered(&self, channel: Channel, ask: &LaneAsk, n: i64) -> Priority {
+        let lane = usize::try_from(n - 1)
+            .ok()
+            .and_then(|i| Priority::ALL.get(i))
+            .copied()
+            .unwrap_or(ask.requested);
+        if lane != ask.requested {
             metrics::counter!("communication_lane_demotions_total",
-                "channel" => channel.as_str(), "from" => requested.as_str(), "to" => lane.as_str())
+                "channel" => channel.as_str(), "from" => ask.requested.as_str(), "to" => lane.as_str())
             .increment(1);
         }
         lane
     }
 
-    async fn ask_redis(
-        &self,
-        tenant: &TenantId,
-        channel: Channel,
-        requested: Priority,
-    ) -> Option<Priority> {
+    /// Redis did not answer the call that carried `ask`: the lane asked for, counted in
+    /// `communication_fair_share_unavailable_total`, with a warning at most every
+    /// [`WARN_EVERY`].
+    pub fn unanswered(&self, ask: &LaneAsk, error: &dyn std::fmt::Display) -> Priority {
+        metrics::counter!("communication_fair_share_unavailable_total").increment(1);
+        let mut outage = self.outage.lock().unwrap_or_else(|p| p.into_inner());
+        outage.warn(error);
+        ask.requested
+    }
+
+    /// The router's own round trip for `ask`: the lane number, or `None` when Redis did not
+    /// answer in time (then it is left alone for [`RECHECK`]).
+    async fn ask_redis(&self, ask: &LaneAsk) -> Option<i64> {
         let client = self.client.as_ref()?;
         {
             let mut outage = self.outage.lock().unwrap_or_else(|p| p.into_inner());
@@ -151,21 +250,17 @@ impl LaneDecider {
                 outage.retry_at = Some(Instant::now() + RECHECK);
             }
         }
-        let second = chrono::Utc::now().timestamp();
-        let keys: Vec<String> = Priority::ALL
-            .iter()
-            .map(|lane| counter_key(&self.namespace, tenant, channel, *lane, second))
-            .collect();
         let timeout = self.settings.redis_timeout;
         let attempt = tokio::time::timeout(timeout, async {
             let mut conn = self.connection(client).await?;
-            DECIDE
-                .key(&keys[0])
-                .key(&keys[1])
-                .key(&keys[2])
-                .arg(requested.index() + 1)
-                .arg(self.settings.share_high)
-                .arg(self.settings.share_normal)
+            let mut invocation = DECIDE.prepare_invoke();
+            for key in &ask.keys {
+                invocation.key(key);
+            }
+            invocation
+                .arg(ask.requested.index() + 1)
+                .arg(ask.share_high)
+                .arg(ask.share_normal)
                 .invoke_async::<i64>(&mut conn)
                 .await
         })
@@ -176,10 +271,7 @@ impl LaneDecider {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .retry_at = None;
-                let lane = usize::try_from(n - 1)
-                    .ok()
-                    .and_then(|i| Priority::ALL.get(i));
-                return Some(lane.copied().unwrap_or(requested));
+                return Some(n);
             }
             Ok(Err(e)) => e.to_string(),
             Err(_) => "timed out".to_owned(),
@@ -188,14 +280,7 @@ impl LaneDecider {
         metrics::counter!("communication_fair_share_unavailable_total").increment(1);
         let mut outage = self.outage.lock().unwrap_or_else(|p| p.into_inner());
         outage.retry_at = Some(Instant::now() + RECHECK);
-        if outage
-            .last_warning
-            .is_none_or(|w| w.elapsed() >= WARN_EVERY)
-        {
-            outage.last_warning = Some(Instant::now());
-            tracing::warn!(error = %failure,
-                "Redis unavailable; messages take the lane they ask for (no fair share) until it answers");
-        }
+        outage.warn(&failure);
         None
     }
 

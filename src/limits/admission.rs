@@ -1,9 +1,10 @@
-//! Admission of a send under the tenant's limits: one atomic Redis script checks and counts
-//! the daily quota and the accept rate, so concurrent sends on any number of intake replicas
-//! stop at exactly the quota.
+//! Admission of a send under the tenant's limits: the Lua that checks and counts the daily
+//! quota and the accept rate, run inside the intake's one Redis call per send
+//! (`intake::send_gate`, with the idempotency claim and the lane decision), so concurrent sends
+//! on any number of intake replicas stop at exactly the quota.
 //!
-//! Keys (`ns` is `COMMUNICATION_NAMESPACE`; `{tenant}` is the Redis Cluster hash tag, so both
-//! keys of one script land in one slot):
+//! Keys (`ns` is `COMMUNICATION_NAMESPACE`; `{tenant}` is the Redis Cluster hash tag, so every
+//! key of the send's script lands in one slot):
 //! - `ns:usage:{tenant}:<channel>:<YYYY-MM-DD>`: sends accepted over HTTP that UTC day,
 //!   counted for every tenant (limited or not) and kept two days;
 //! - `ns:rate:{tenant}:<unix second>`: sends accepted in that second (only for a tenant with
@@ -14,8 +15,9 @@
 //! boundary); a refusal says `Retry-After: 1`. A refusal counts nothing; the daily quota is
 //! checked first, since waiting a second does not help a tenant past its quota.
 
-use chrono::{DateTime, Days, NaiveDate, Utc};
-use deadpool_redis::redis::{self, Script};
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Datelike, Days, NaiveDate, Utc};
 
 use super::{LimitsCache, TenantLimits};
 use crate::domain::Channel;
@@ -23,42 +25,54 @@ use crate::domain::Channel;
 /// How long a day's usage counter is kept: the day and the next.
 pub const USAGE_TTL_SECS: u64 = 2 * 24 * 3600;
 /// How long a one-second rate window is kept.
-const RATE_WINDOW_TTL_SECS: u64 = 2;
+pub const RATE_WINDOW_TTL_SECS: u64 = 2;
 
 pub fn usage_key(ns: &str, tenant: &str, channel: Channel, day: NaiveDate) -> String {
-    format!(
-        "{ns}:usage:{{{tenant}}}:{}:{}",
+    // Written by hand: `day.format(..)` parses its format string on every call.
+    let mut key = String::with_capacity(ns.len() + tenant.len() + 32);
+    let _ = write!(
+        key,
+        "{ns}:usage:{{{tenant}}}:{}:{:04}-{:02}-{:02}",
         channel.as_str(),
-        day.format("%Y-%m-%d")
-    )
+        day.year(),
+        day.month(),
+        day.day()
+    );
+    key
 }
 
-fn rate_key(ns: &str, tenant: &str, second: i64) -> String {
+pub fn rate_key(ns: &str, tenant: &str, second: i64) -> String {
     format!("{ns}:rate:{{{tenant}}}:{second}")
 }
 
-// KEYS[1] usage counter, KEYS[2] rate window. ARGV[1] quota (-1: none), ARGV[2] rate (-1:
-// none), ARGV[3] usage TTL, ARGV[4] window TTL. Returns 0 admitted (counted), 1 over the
-// rate, 2 over the quota.
-const ADMIT: &str = r"
-local quota = tonumber(ARGV[1])
-local rate = tonumber(ARGV[2])
-if quota >= 0 and tonumber(redis.call('GET', KEYS[1]) or '0') >= quota then return 2 end
-if rate >= 0 then
-  if tonumber(redis.call('GET', KEYS[2]) or '0') >= rate then return 1 end
-  if redis.call('INCR', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], ARGV[4]) end
+/// The Lua function `admit(usage, rate_key, quota, rate, usage_ttl, rate_ttl)`: checks and
+/// counts one send. `quota` and `rate` are numbers, -1 for none (then `rate_key` may be nil).
+/// Returns 0 when admitted (counted in `usage`, and in `rate_key` with a rate), 1 over the
+/// rate, 2 over the quota (nothing counted).
+pub const ADMIT_LUA: &str = r"
+local function admit(usage, rate_key, quota, rate, usage_ttl, rate_ttl)
+  if quota >= 0 and tonumber(redis.call('GET', usage) or '0') >= quota then return 2 end
+  if rate >= 0 then
+    if tonumber(redis.call('GET', rate_key) or '0') >= rate then return 1 end
+    if redis.call('INCR', rate_key) == 1 then redis.call('EXPIRE', rate_key, rate_ttl) end
+  end
+  if redis.call('INCR', usage) == 1 then redis.call('EXPIRE', usage, usage_ttl) end
+  return 0
 end
-if redis.call('INCR', KEYS[1]) == 1 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
-return 0
 ";
 
-// Takes one unit back from each key that still counts one.
-const GIVE_BACK: &str = r"
-for _, k in ipairs(KEYS) do
-  if tonumber(redis.call('GET', k) or '0') > 0 then redis.call('DECR', k) end
+/// The Lua function `give_back(key)`: takes back one unit [`ADMIT_LUA`] counted in `key`, for a
+/// send that was not accepted after all (never below zero).
+pub const GIVE_BACK_LUA: &str = r"
+local function give_back(key)
+  if tonumber(redis.call('GET', key) or '0') > 0 then redis.call('DECR', key) end
 end
-return 1
 ";
+
+/// The verdict codes of [`ADMIT_LUA`].
+pub const ADMITTED: i64 = 0;
+pub const OVER_RATE: i64 = 1;
+pub const OVER_QUOTA: i64 = 2;
 
 /// Why a send was refused, and when to try again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,12 +104,6 @@ impl Refusal {
             } => *retry_after_secs,
         }
     }
-}
-
-/// What an admitted send counted, to give back if it is not accepted after all.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Counted {
-    keys: Vec<String>,
 }
 
 /// Whole seconds (at least 1) from `now` to the next UTC midnight.
@@ -131,83 +139,29 @@ impl LimitsGate {
         &self.namespace
     }
 
-    /// Checks and counts one send of `tenant` on `channel`. `Ok(Some(counted))` when admitted
-    /// and counted; `Ok(None)` when admitted uncounted because Redis is unavailable (`conn` is
-    /// `None`, or the script failed): limits are not enforced while Redis is down, as the
-    /// idempotency claim is not (see docs/operations.md).
-    pub async fn admit(
-        &self,
-        conn: Option<&mut deadpool_redis::Connection>,
-        tenant: &str,
-        channel: Channel,
-        now: DateTime<Utc>,
-    ) -> Result<Option<Counted>, Refusal> {
-        let Some(conn) = conn else {
-            return Ok(None);
-        };
-        let limits = self.cache.get(tenant).await;
-        match self.run(conn, tenant, channel, limits, now).await {
-            Ok(outcome) => outcome,
-            Err(e) => {
-                tracing::warn!(error = %e, "Redis admission failed; accepting without limits");
-                Ok(None)
-            }
-        }
+    /// The tenant's limits, from the cache (never a Postgres query per send).
+    pub async fn limits(&self, tenant: &str) -> TenantLimits {
+        self.cache.get(tenant).await
     }
 
-    async fn run(
-        &self,
-        conn: &mut deadpool_redis::Connection,
-        tenant: &str,
+    /// The refusal an [`ADMIT_LUA`] verdict stands for (`None`: admitted).
+    pub fn refusal(
+        verdict: i64,
         channel: Channel,
         limits: TenantLimits,
         now: DateTime<Utc>,
-    ) -> Result<Result<Option<Counted>, Refusal>, redis::RedisError> {
-        let usage = usage_key(&self.namespace, tenant, channel, now.date_naive());
-        let rate = rate_key(&self.namespace, tenant, now.timestamp());
-        let quota = limits.daily_quota(channel);
-        let limit = |v: Option<u32>| v.map_or(-1, i64::from);
-        let verdict: i64 = Script::new(ADMIT)
-            .key(&usage)
-            .key(&rate)
-            .arg(limit(quota))
-            .arg(limit(limits.accept_rate_per_second))
-            .arg(USAGE_TTL_SECS)
-            .arg(RATE_WINDOW_TTL_SECS)
-            .invoke_async(conn)
-            .await?;
-        Ok(match verdict {
-            1 => Err(Refusal::RateLimited {
+    ) -> Option<Refusal> {
+        match verdict {
+            OVER_RATE => Some(Refusal::RateLimited {
                 retry_after_secs: 1,
             }),
-            2 => Err(Refusal::QuotaExceeded {
+            OVER_QUOTA => Some(Refusal::QuotaExceeded {
                 channel,
-                quota: quota.unwrap_or(0),
+                quota: limits.daily_quota(channel).unwrap_or(0),
                 retry_after_secs: seconds_to_utc_midnight(now),
             }),
-            _ => {
-                let mut keys = vec![usage];
-                if limits.accept_rate_per_second.is_some() {
-                    keys.push(rate);
-                }
-                Ok(Some(Counted { keys }))
-            }
-        })
-    }
-
-    /// Takes back what [`admit`](Self::admit) counted for a send that was not accepted after
-    /// all (the publish failed), so a broker outage does not spend the quota.
-    pub async fn give_back(
-        &self,
-        conn: &mut deadpool_redis::Connection,
-        counted: &Counted,
-    ) -> Result<(), redis::RedisError> {
-        let script = Script::new(GIVE_BACK);
-        let mut invocation = script.prepare_invoke();
-        for k in &counted.keys {
-            invocation.key(k);
+            _ => None,
         }
-        invocation.invoke_async::<i64>(conn).await.map(|_| ())
     }
 }
 
@@ -240,6 +194,12 @@ mod tests {
         assert_eq!(
             rate_key("prod", "acme", 1_700_000_000),
             "prod:rate:{acme}:1700000000"
+        );
+        let january = NaiveDate::from_ymd_opt(2027, 1, 5).expect("date");
+        assert_eq!(
+            usage_key("ns", "t", Channel::Email, january),
+            "ns:usage:{t}:email:2027-01-05",
+            "the date is zero-padded as YYYY-MM-DD"
         );
     }
 }

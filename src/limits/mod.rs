@@ -7,8 +7,9 @@
 //! - Intake reads them through [`LimitsCache`] (in memory, `COMMUNICATION_LIMITS_CACHE_MS`,
 //!   5 s by default): a change takes effect on every intake replica within that time (at once
 //!   on the replica that served the `PUT`/`DELETE`). Never a Postgres query per send.
-//! - [`LimitsGate::admit`] checks and counts a send in one atomic Redis script
-//!   (`admission.rs`); [`usage`] reads the counters back.
+//! - A send is checked and counted atomically in Redis by [`ADMIT_LUA`] (`admission.rs`),
+//!   run inside the intake's one script per send (`intake::send_gate`); [`usage`] reads the
+//!   counters back.
 
 mod admission;
 mod cache;
@@ -22,7 +23,10 @@ use utoipa::ToSchema;
 use crate::domain::{Channel, FieldError, TenantId};
 use crate::store::tenant_limits::{self as store, TenantLimitsRow};
 
-pub use admission::{Counted, LimitsGate, Refusal, seconds_to_utc_midnight, usage_key};
+pub use admission::{
+    ADMIT_LUA, ADMITTED, GIVE_BACK_LUA, LimitsGate, OVER_QUOTA, OVER_RATE, RATE_WINDOW_TTL_SECS,
+    Refusal, USAGE_TTL_SECS, rate_key, seconds_to_utc_midnight, usage_key,
+};
 pub use cache::LimitsCache;
 
 /// The largest value of any limit.

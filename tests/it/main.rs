@@ -38,6 +38,7 @@ mod receipts_more_e2e;
 mod redis_down;
 mod retention;
 mod secrets;
+mod send_gate;
 mod smtp_e2e;
 mod stats;
 mod suppression;

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::load;
 use super::schema::{ProviderCheck, ProviderTestMessage, ProviderTestRequest};
 use crate::crypto::ProviderSecrets;
-use crate::domain::{Channel, Content, FieldError, MessageDraft, TenantId, ValidMessage};
+use crate::domain::{Channel, Content, FieldError, MessageDraft, Priority, TenantId, ValidMessage};
 use crate::intake::auth::Caller;
 use crate::intake::error::{ApiError, ApiErrors, BodyErrors, NotFoundError, Problem};
 use crate::intake::json::JsonBody;
@@ -115,7 +115,12 @@ async fn publish_test_message(
             tracing::warn!(error = %e, "could not leave the queued marker of a test message");
         }
     }
-    send::publish_send(state, id, tenant, message, None, created_at)
+    // Decided as a send without `priority` is (a test message is rare: its own round trip).
+    let lane = state
+        .lanes
+        .decide(tenant, message.channel, Priority::default())
+        .await;
+    send::publish_send(state, id, tenant, message, None, lane, created_at)
         .await
         .map_err(|e| {
             tracing::warn!(message_id = %id, error = %e, "test message publish failed");
