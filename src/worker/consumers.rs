@@ -48,6 +48,10 @@ pub(super) async fn deliver_lane(
     deliverer: Arc<Deliverer>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    // Metric handles looked up once, not per delivery.
+    let queue_wait = metrics::histogram!("communication_queue_wait_seconds",
+        "channel" => channel.as_str(), "lane" => lane.as_str());
+    let in_flight = metrics::gauge!("communication_worker_in_flight");
     // The delivery is taken before the permit: an idle lane then holds no permit at all. A
     // delivery dropped while waiting (shutdown) is never finished, so never acked: it returns
     // to the queue when the channel closes.
@@ -60,13 +64,12 @@ pub(super) async fn deliver_lane(
         let headers = delivery.properties.headers().as_ref();
         if let Some(at) = header_i64(headers, HEADER_PUBLISHED_AT_MS) {
             let waited = (chrono::Utc::now().timestamp_millis() - at).max(0) as f64 / 1000.0;
-            metrics::histogram!("communication_queue_wait_seconds",
-                "channel" => channel.as_str(), "lane" => lane.as_str())
-            .record(waited);
+            queue_wait.record(waited);
         }
         let deliverer = deliverer.clone();
         let acks = acks.clone();
-        metrics::gauge!("communication_worker_in_flight").increment(1.0);
+        let in_flight = in_flight.clone();
+        in_flight.increment(1.0);
         tokio::spawn(async move {
             let outcome = deliverer
                 .handle(
@@ -86,7 +89,7 @@ pub(super) async fn deliver_lane(
                     }
                 }
             }
-            metrics::gauge!("communication_worker_in_flight").decrement(1.0);
+            in_flight.decrement(1.0);
             drop(permit);
         });
     }
