@@ -48,14 +48,15 @@ enum State {
     Running,
     /// Finished at this instant; its ack is not sent yet.
     Finished(Instant),
-    /// Acked alone or nacked: nothing more to send.
-    Settled,
 }
 
 /// The bookkeeping of one channel's tags, without I/O.
 #[derive(Debug)]
 pub(crate) struct Ledger {
-    /// Tracked tags in order, from the oldest not settled at the broker.
+    /// Tracked tags in order, each until it is acked or nacked. A tag missing between two
+    /// is settled, so a multiple ack may pass over it; only a running tag stops one. (A
+    /// delivery that never finishes keeps only its own entry: what finishes behind it is
+    /// acked alone and dropped.)
     entries: VecDeque<(u64, State)>,
     /// The last tag tracked.
     last: u64,
@@ -100,16 +101,15 @@ impl Ledger {
         self.entries.push_back((tag, State::Running));
     }
 
-    fn entry(&mut self, tag: u64) -> Option<&mut State> {
-        // Tags are tracked in increasing order: the position is found by search.
-        let at = self.entries.binary_search_by_key(&tag, |(t, _)| *t).ok()?;
-        self.entries.get_mut(at).map(|(_, state)| state)
+    /// Where `tag` is (tags are tracked in increasing order).
+    fn position(&self, tag: u64) -> Option<usize> {
+        self.entries.binary_search_by_key(&tag, |(t, _)| *t).ok()
     }
 
     /// The delivery of `tag` finished: its ack is due. True when the flusher should run now
     /// (the first pending ack, which sets the deadline, or a full batch).
     pub(crate) fn finish(&mut self, tag: u64, now: Instant) -> bool {
-        let Some(state) = self.entry(tag) else {
+        let Some((_, state)) = self.position(tag).and_then(|at| self.entries.get_mut(at)) else {
             return false;
         };
         if *state != State::Running {
@@ -130,12 +130,8 @@ impl Ledger {
 
     /// The delivery of `tag` was nacked (the frame is already sent): it is settled.
     pub(crate) fn settle(&mut self, tag: u64) {
-        let Some(state) = self.entry(tag) else {
-            return;
-        };
-        let was_finished = matches!(state, State::Finished(_));
-        *state = State::Settled;
-        if was_finished {
+        let removed = self.position(tag).and_then(|at| self.entries.remove(at));
+        if let Some((_, State::Finished(_))) = removed {
             // Not expected (a tag is finished or nacked, not both), but keep the count.
             self.unsent -= 1;
         }
@@ -151,8 +147,8 @@ impl Ledger {
         Some(oldest + self.hold)
     }
 
-    /// The frames to send now, in order: the run of settled or finished tags at the front as
-    /// one multiple ack, then each finished tag behind a running one whose hold is over
+    /// The frames to send now, in order: the run of finished tags at the front (tags settled
+    /// between them are no longer tracked) as one multiple ack, then each finished tag behind a running one whose hold is over
     /// (`all`: every finished tag, whatever its age — for closing).
     pub(crate) fn due(&mut self, now: Instant, all: bool) -> Vec<Frame> {
         let mut frames = Vec::new();
@@ -172,7 +168,6 @@ impl Ledger {
                         frames.push(Frame::One(tag));
                     }
                 }
-                State::Settled => {}
             }
             self.entries.pop_front();
         }
@@ -184,18 +179,20 @@ impl Ledger {
             });
         }
         // Behind a running delivery: alone, once held long enough.
-        let mut oldest = None;
-        for (tag, state) in self.entries.iter_mut() {
-            if let State::Finished(at) = *state {
-                if all || now.saturating_duration_since(at) >= self.hold {
-                    frames.push(Frame::One(*tag));
-                    *state = State::Settled;
-                    self.unsent -= 1;
-                } else {
-                    oldest = Some(oldest.map_or(at, |o: Instant| o.min(at)));
-                }
+        let mut oldest: Option<Instant> = None;
+        let (hold, unsent) = (self.hold, &mut self.unsent);
+        self.entries.retain(|&(tag, state)| match state {
+            State::Running => true,
+            State::Finished(at) if all || now.saturating_duration_since(at) >= hold => {
+                frames.push(Frame::One(tag));
+                *unsent -= 1;
+                false
             }
-        }
+            State::Finished(at) => {
+                oldest = Some(oldest.map_or(at, |o| o.min(at)));
+                true
+            }
+        });
         self.oldest_unsent = oldest;
         frames
     }
@@ -428,6 +425,25 @@ mod tests {
     }
 
     #[test]
+    fn a_delivery_that_never_finishes_keeps_only_its_own_entry() {
+        let t0 = Instant::now();
+        let mut l = ledger(1..=1000);
+        for tag in 2..=1000 {
+            l.finish(tag, t0);
+        }
+        let frames = l.due(t0 + HOLD, false);
+        assert_eq!(frames.len(), 999);
+        assert!(frames.iter().all(|f| matches!(f, Frame::One(_))));
+        assert!(!frames.contains(&Frame::One(1)));
+        assert_eq!(l.tracked(), 1, "only the running delivery stays");
+        // Later deliveries still go out, alone while 1 runs.
+        l.track(1001);
+        l.finish(1001, t0 + HOLD);
+        assert_eq!(l.due(t0 + HOLD * 2, false), vec![Frame::One(1001)]);
+        assert_eq!(l.tracked(), 1);
+    }
+
+    #[test]
     fn the_multiple_ack_names_the_highest_finished_not_a_settled_tag() {
         let t0 = Instant::now();
         let mut l = ledger(1..=5);
@@ -493,8 +509,8 @@ mod tests {
             vec![Frame::One(2), Frame::One(3), Frame::One(5)]
         );
         assert_eq!(l.deadline(), None);
-        // 1, 4 and 6 never finished: never acked.
-        assert_eq!(l.tracked(), 6);
+        // 1, 4 and 6 never finished: never acked, still tracked.
+        assert_eq!(l.tracked(), 3);
     }
 
     #[test]
