@@ -9,8 +9,6 @@
 //! publishes (retries, dead letters) carries this context's `traceparent` (see
 //! [`crate::queue::Publisher::publish`]).
 
-use std::fmt::Write as _;
-
 use rand::Rng;
 
 /// Name of the HTTP and AMQP header.
@@ -35,11 +33,21 @@ fn hex_bytes<const N: usize>(s: &str) -> Option<[u8; N]> {
 }
 
 fn to_hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
+    hex::encode(bytes)
+}
+
+/// An id (at most 16 bytes) in lowercase hex, written without an intermediate `String`: span
+/// fields and headers format it straight into their own buffer.
+#[derive(Clone, Copy)]
+struct Hex<'a>(&'a [u8]);
+
+impl std::fmt::Display for Hex<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut buf = [0u8; 32];
+        let out = buf.get_mut(..self.0.len() * 2).ok_or(std::fmt::Error)?;
+        hex::encode_to_slice(self.0, out).map_err(|_| std::fmt::Error)?;
+        f.write_str(std::str::from_utf8(out).map_err(|_| std::fmt::Error)?)
     }
-    s
 }
 
 impl TraceParent {
@@ -138,31 +146,29 @@ impl TraceContext {
     pub fn traceparent(&self) -> String {
         format!(
             "00-{}-{}-{:02x}",
-            self.trace_id_hex(),
-            self.span_id_hex(),
+            Hex(&self.trace_id),
+            Hex(&self.span_id),
             self.flags
         )
     }
 
     /// The intake's span of `POST /v1/send`.
     pub fn send_span(&self) -> tracing::Span {
-        let parent = self.parent_span_id_hex();
         tracing::info_span!(
             "send",
-            trace_id = %self.trace_id_hex(),
-            span_id = %self.span_id_hex(),
-            parent_span_id = parent.as_deref(),
+            trace_id = %Hex(&self.trace_id),
+            span_id = %Hex(&self.span_id),
+            parent_span_id = self.parent_span_id.as_ref().map(|p| tracing::field::display(Hex(p))),
         )
     }
 
     /// The worker's span of one delivery.
     pub fn delivery_span(&self) -> tracing::Span {
-        let parent = self.parent_span_id_hex();
         tracing::info_span!(
             "delivery",
-            trace_id = %self.trace_id_hex(),
-            span_id = %self.span_id_hex(),
-            parent_span_id = parent.as_deref(),
+            trace_id = %Hex(&self.trace_id),
+            span_id = %Hex(&self.span_id),
+            parent_span_id = self.parent_span_id.as_ref().map(|p| tracing::field::display(Hex(p))),
         )
     }
 

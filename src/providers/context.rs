@@ -8,6 +8,10 @@ use std::time::Duration;
 
 use crate::config::ProviderBases;
 
+/// Idle connections kept per provider host: at least as many as a worker has calls in
+/// flight (its concurrency, 400 by default).
+const POOL_IDLE_PER_HOST: usize = 1024;
+
 /// Shared by every adapter a process builds.
 #[derive(Clone, Debug)]
 pub struct ProviderContext {
@@ -30,7 +34,11 @@ impl ProviderContext {
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(64)
+            // Every connection a burst opened stays for the next one (until the idle
+            // timeout): with fewer, a worker with more calls in flight than idle slots closed
+            // the extra connections after each call and opened new ones (a TLS handshake
+            // each with a real provider).
+            .pool_max_idle_per_host(POOL_IDLE_PER_HOST)
             .user_agent(concat!(
                 "logicspike-communication/",
                 env!("CARGO_PKG_VERSION")

@@ -41,12 +41,13 @@ pub async fn call(
     provider: &str,
     request: reqwest::RequestBuilder,
 ) -> Result<Answer, ProviderError> {
-    let response = request
+    let mut response = request
         .send()
         .await
         .map_err(|e| ProviderError::from_transport(provider, &e))?;
     let status = response.status();
-    let headers = response.headers().clone();
+    // Taken, not cloned: reading the body does not need them.
+    let headers = std::mem::take(response.headers_mut());
     let body = response
         .bytes()
         .await

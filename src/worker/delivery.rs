@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable};
 use serde_json::json;
 use tracing::Instrument;
 
@@ -22,7 +22,6 @@ use crate::domain::{EventKind, MessageStatus};
 use crate::providers::{ErrorClass, OutboundMessage, ProviderError, SendReceipt};
 use crate::queue::envelope::{self, Rejection, ValidEnvelope};
 use crate::queue::retry_state::RetryState;
-use crate::queue::topology::header_str;
 use crate::store::messages::{ClaimOutcome, NewEvent, NewMessage, StatusUpdate};
 use crate::trace_context::{self, TraceContext};
 
@@ -96,6 +95,15 @@ enum Tried {
     Stopped(Disposition),
 }
 
+/// The `traceparent` header of a delivery, borrowed (an invalid one starts a new trace).
+fn traceparent(headers: Option<&FieldTable>) -> Option<&str> {
+    match headers?.inner().get(trace_context::HEADER)? {
+        AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok(),
+        AMQPValue::ShortString(s) => Some(s.as_str()),
+        _ => None,
+    }
+}
+
 /// The row that records a message on first sight.
 fn new_message(env: &ValidEnvelope) -> NewMessage {
     NewMessage {
@@ -120,8 +128,7 @@ impl Deliverer {
         headers: Option<&FieldTable>,
         routing_key: &str,
     ) -> Disposition {
-        let incoming = header_str(headers, trace_context::HEADER);
-        let trace = TraceContext::continue_from(incoming.as_deref());
+        let trace = TraceContext::continue_from(traceparent(headers));
         let span = trace.delivery_span();
         trace
             .scope(self.deliver(body, headers, routing_key))

@@ -9,8 +9,10 @@
 //! occupies only its own permits. The connection is supervised: when
 //! it drops, the loop reconnects with backoff and re-declares the topology. On shutdown the
 //! worker stops taking deliveries, finishes and acks the ones in progress, then flushes its
-//! writer.
+//! writer. Acks of one AMQP channel are coalesced into multiple acks (`acks`), each held at
+//! most [`ACK_HOLD`].
 
+mod acks;
 mod consumers;
 mod dead_letter;
 pub mod delivery;
@@ -41,6 +43,9 @@ use guard::ProviderGuard;
 use resolver::Resolver;
 use settle::Settler;
 use writer::Writer;
+
+/// The longest a finished delivery's ack waits to go out together with others.
+pub const ACK_HOLD: Duration = Duration::from_millis(5);
 
 /// Runs a worker until `shutdown` is cancelled.
 pub async fn run(config: &Config, pool: PgPool, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -234,7 +239,10 @@ async fn consume(
             Ok::<_, lapin::Error>((ch, consumer))
         }
     };
+    // Held at most ACK_HOLD, and flushed early once a quarter of the prefetch waits.
+    let ack_batch = usize::from(config.worker.prefetch / 4).max(1);
     let mut channels = Vec::new();
+    let mut coalescers = Vec::new();
     let mut loops: Vec<futures::future::BoxFuture<'static, anyhow::Result<()>>> = Vec::new();
     for channel in Channel::ALL {
         for lane in Priority::ALL {
@@ -243,29 +251,35 @@ async fn consume(
                 format!("worker-{}-{}", channel.as_str(), lane.as_str()),
             )
             .await?;
-            channels.push(ch);
+            let acks = acks::Acks::new(ch.clone(), ACK_HOLD, ack_batch);
             loops.push(Box::pin(consumers::deliver_lane(
                 consumer,
+                acks.handle(),
                 channel,
                 lane,
                 lanes.capacity.clone(),
                 deliverer.clone(),
                 shutdown.clone(),
             )));
+            channels.push(ch);
+            coalescers.push(acks);
         }
         let (ch, consumer) = subscribe(
             topology.entry_queue(channel),
             format!("router-{}", channel.as_str()),
         )
         .await?;
-        channels.push(ch);
+        let acks = acks::Acks::new(ch.clone(), ACK_HOLD, ack_batch);
         loops.push(Box::pin(consumers::route_entry(
             consumer,
+            acks.handle(),
             channel,
             lanes.router.clone(),
             lanes.route_permits.clone(),
             shutdown.clone(),
         )));
+        channels.push(ch);
+        coalescers.push(acks);
     }
     *subscribed = true;
     consuming.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -283,12 +297,16 @@ async fn consume(
         pending = rest;
     }
     // Stop the broker from pushing more; prefetched but unstarted deliveries return to the
-    // queue when the channels close, after in-flight ones are acked.
+    // queue when the channels close, after in-flight ones are acked: every permit back means
+    // every delivery finished, then each channel's pending acks are sent.
     let _all = lanes.capacity.drain().await;
     let _routes = lanes
         .route_permits
         .acquire_many(u32::from(config.worker.prefetch))
         .await;
+    for acks in coalescers {
+        acks.close().await;
+    }
     for ch in channels {
         let _ = ch.close(200, "shutdown".into()).await;
     }

@@ -26,8 +26,9 @@ const MAX_TAGS: usize = 10;
 /// One configured Resend account.
 pub struct ResendProvider {
     http: reqwest::Client,
-    emails_url: String,
-    domains_url: String,
+    /// Parsed once: a send then does not parse its URL again.
+    emails_url: reqwest::Url,
+    domains_url: reqwest::Url,
     /// `Bearer <api key>`, marked sensitive so it never shows in reqwest's debug output.
     auth: HeaderValue,
     /// Kept only to scrub it from provider messages before they are stored.
@@ -39,7 +40,7 @@ pub struct ResendProvider {
 impl std::fmt::Debug for ResendProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResendProvider")
-            .field("emails_url", &self.emails_url)
+            .field("emails_url", &self.emails_url.as_str())
             .field("from", &self.from)
             .field("api_key", &"****")
             .finish()
@@ -52,10 +53,14 @@ impl ResendProvider {
         let api_key = config.api_key.expose_secret().trim().to_owned();
         let auth = credential_header("api_key", &format!("Bearer {api_key}"))?;
         let base = ctx.bases.resend.trim_end_matches('/');
+        let url = |path: &str| {
+            reqwest::Url::parse(&format!("{base}/{path}"))
+                .map_err(|_| BuildError::whole("the operator's Resend API base is not a URL"))
+        };
         Ok(ResendProvider {
             http: ctx.http.clone(),
-            emails_url: format!("{base}/emails"),
-            domains_url: format!("{base}/domains"),
+            emails_url: url("emails")?,
+            domains_url: url("domains")?,
             auth,
             api_key,
             from: sender(&config.from)?,
@@ -242,9 +247,9 @@ impl Provider for ResendProvider {
         let body = self.request_body(message)?;
         let request = self
             .http
-            .post(&self.emails_url)
+            .post(self.emails_url.clone())
             .header(AUTHORIZATION, self.auth.clone())
-            .header("Idempotency-Key", message.id.to_string())
+            .header("Idempotency-Key", idempotency_key(message.id))
             .json(&body);
         let answer = http::call(PROVIDER, request).await?;
         if answer.is_success() {
@@ -266,7 +271,7 @@ impl Provider for ResendProvider {
     async fn check(&self) -> Result<CheckReport, ProviderError> {
         let request = self
             .http
-            .get(&self.domains_url)
+            .get(self.domains_url.clone())
             .header(AUTHORIZATION, self.auth.clone());
         let answer = http::call(PROVIDER, request).await?;
         if !answer.is_success() {
@@ -350,6 +355,14 @@ fn tags(message: &OutboundMessage<'_>) -> Vec<Tag> {
         }
     }
     tags
+}
+
+/// Our message id as the `Idempotency-Key` header (a hyphenated UUID is always a valid
+/// header value).
+fn idempotency_key(id: uuid::Uuid) -> HeaderValue {
+    let mut buf = uuid::Uuid::encode_buffer();
+    let text = id.hyphenated().encode_lower(&mut buf);
+    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 fn tag_token(s: &str) -> bool {
