@@ -6,7 +6,7 @@
 // ../target/debug/communication) and the page from dist/ as the binary serves it.
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -152,6 +152,12 @@ export async function startStack() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     };
     syncCleanups.unshift(killChild);
+    // The service's own log, kept beside the screenshots for a failed run (cleanups run in
+    // reverse, so this is written after the service stopped).
+    cleanups.push(() => {
+      mkdirSync(screenshotDir, { recursive: true });
+      writeFileSync(path.join(screenshotDir, 'server.log'), serverLog.join(''));
+    });
     cleanups.push(async () => {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGTERM');
