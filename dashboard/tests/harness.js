@@ -152,6 +152,9 @@ export async function startStack() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     };
     syncCleanups.unshift(killChild);
+    // Cleanups run in reverse: the queues go only after the service stopped (a running worker
+    // would declare them again).
+    cleanups.push(() => deleteQueues(namespace));
     // The service's own log, kept beside the screenshots for a failed run (cleanups run in
     // reverse, so this is written after the service stopped).
     cleanups.push(() => {
@@ -166,7 +169,6 @@ export async function startStack() {
         clearTimeout(t);
       }
     });
-    cleanups.push(() => deleteQueues(namespace));
     const baseUrl = `http://127.0.0.1:${port}`;
     await waitFor('the service to answer /healthz', async () => {
       if (child.exitCode !== null) throw new Error(`the binary exited (${child.exitCode}):\n${serverLog.join('')}`);
