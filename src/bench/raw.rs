@@ -244,9 +244,11 @@ async fn write_stream(
                     at: Utc::now(),
                 })
                 .collect();
+            // The writer's own statement for a batch of steps (updates and events together).
+            let updates: Vec<&StatusUpdate> = updates.iter().collect();
+            let events: Vec<&NewEvent> = events.iter().collect();
             let mut tx = pool.begin().await?;
-            messages::apply_updates(&mut tx, &updates).await?;
-            messages::insert_events(&mut tx, &events).await?;
+            messages::write_steps(&mut tx, &updates, &events, &[]).await?;
             tx.commit().await?;
         }
         done += size;

@@ -289,53 +289,6 @@ pub struct StatusUpdate {
     pub last_error: Option<String>,
 }
 
-/// Applies many worker updates in one statement. Only messages the worker still owns
-/// (`queued`, `sending`) change: a final status never moves back.
-pub async fn apply_updates(
-    conn: &mut PgConnection,
-    rows: &[StatusUpdate],
-) -> Result<(), sqlx::Error> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-    let statuses: Vec<&str> = rows.iter().map(|r| r.status.as_str()).collect();
-    let providers: Vec<Option<Uuid>> = rows.iter().map(|r| r.provider_id).collect();
-    let kinds: Vec<Option<&str>> = rows.iter().map(|r| r.provider_kind.as_deref()).collect();
-    let pmids: Vec<Option<&str>> = rows
-        .iter()
-        .map(|r| r.provider_message_id.as_deref())
-        .collect();
-    let incs: Vec<i32> = rows.iter().map(|r| r.attempts_inc).collect();
-    let errors: Vec<Option<&str>> = rows.iter().map(|r| r.last_error.as_deref()).collect();
-    sqlx::query(
-        "UPDATE message_logs m SET \
-            status = u.status, \
-            provider_id = COALESCE(u.provider_id, m.provider_id), \
-            provider_kind = COALESCE(u.provider_kind, m.provider_kind), \
-            provider_message_id = COALESCE(u.provider_message_id, m.provider_message_id), \
-            attempts = m.attempts + u.attempts_inc, \
-            last_error = COALESCE(u.last_error, m.last_error), \
-            updated_at = now(), \
-            sent_at = CASE WHEN u.status = 'sent' THEN now() ELSE m.sent_at END, \
-            completed_at = CASE WHEN u.status IN ('sent', 'failed', 'expired', 'suppressed') THEN now() \
-                                ELSE m.completed_at END \
-         FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::int[], $7::text[]) \
-              AS u(id, status, provider_id, provider_kind, provider_message_id, attempts_inc, last_error) \
-         WHERE m.id = u.id AND m.status IN ('queued', 'sending')",
-    )
-    .bind(&ids)
-    .bind(&statuses)
-    .bind(&providers)
-    .bind(&kinds)
-    .bind(&pmids)
-    .bind(&incs)
-    .bind(&errors)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
 /// A message [`write_steps`] changed: where the rollup counted it before (read under the
 /// row lock the change took) and the status and provider it has now.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -348,9 +301,9 @@ pub struct ChangedMessage {
     pub provider_id: Option<Uuid>,
 }
 
-/// The rows of a batch of steps, in one statement: the updates ([`apply_updates`]'s rules:
-/// only `queued` and `sending` rows change), the events and the dead letters. Returns each
-/// row the updates changed, with the status and provider it had before.
+/// The rows of a batch of steps, in one statement: the updates (only `queued` and `sending`
+/// rows change: a final status never moves back), the events and the dead letters. Returns
+/// each row the updates changed, with the status and provider it had before.
 ///
 /// The old values come from a `SELECT … ORDER BY id FOR NO KEY UPDATE` the `UPDATE` joins:
 /// it locks the rows in id order (concurrent batches cannot deadlock on them) and returns
