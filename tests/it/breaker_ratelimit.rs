@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use common::TestApp;
-use communication::worker::guard::{Admission, AfterFailure, GuardSettings, ProviderGuard};
+use communication::worker::guard::{
+    Admission, AfterFailure, CLOSED_MEMORY, GuardSettings, ProviderGuard,
+};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -598,11 +600,83 @@ async fn without_redis_the_guard_keeps_its_own_state_and_shares_again_when_redis
         let pass = go(&direct, other).await;
         direct.record_failure(other, &pass).await;
     }
+    // The last "closed" answer `cut` heard is trusted for CLOSED_MEMORY at most.
+    tokio::time::sleep(CLOSED_MEMORY + Duration::from_millis(50)).await;
     assert!(matches!(
         cut.admit(other, None, false).await,
         Admission::Open { .. }
     ));
     stop.cancel();
+}
+
+#[tokio::test]
+async fn a_closed_breaker_costs_one_redis_call_per_memory_and_a_replica_sees_it_open_soon_after() {
+    let ns = namespace();
+    let a = ProviderGuard::new(settings(2, 60_000), &ns, Some(REDIS));
+    let b = ProviderGuard::new(settings(2, 60_000), &ns, Some(REDIS));
+    let provider = Uuid::new_v4();
+    let needle = provider.to_string();
+
+    // A healthy provider without a rate limit: twenty admissions in a row ask Redis once.
+    let calls = crate::send_gate::commands_during(&needle, async {
+        for _ in 0..20 {
+            let pass = go(&a, provider).await;
+            assert!(!pass.probe);
+            a.record_healthy(provider, &pass).await;
+        }
+    })
+    .await;
+    assert_eq!(
+        calls.len(),
+        1,
+        "one breaker check for twenty attempts: {calls:?}"
+    );
+
+    // A rate-limited provider is asked every time (each attempt takes a token).
+    let limited = Uuid::new_v4();
+    let calls = crate::send_gate::commands_during(&limited.to_string(), async {
+        for _ in 0..3 {
+            assert!(matches!(
+                a.admit(limited, Some(1000.0), false).await,
+                Admission::Go(_)
+            ));
+        }
+    })
+    .await;
+    assert_eq!(calls.len(), 3, "{calls:?}");
+
+    // Another replica opens the breaker: `a` sees it once its memory has lapsed.
+    for _ in 0..2 {
+        let pass = go(&b, provider).await;
+        b.record_failure(provider, &pass).await;
+    }
+    assert!(matches!(
+        b.admit(provider, None, false).await,
+        Admission::Open { .. }
+    ));
+    tokio::time::sleep(CLOSED_MEMORY + Duration::from_millis(50)).await;
+    assert!(matches!(
+        a.admit(provider, None, false).await,
+        Admission::Open { .. }
+    ));
+
+    // A failure this replica records itself forgets the memory at once.
+    let other = Uuid::new_v4();
+    go(&a, other).await;
+    let pass = go(&b, other).await;
+    assert_eq!(
+        b.record_failure(other, &pass).await,
+        AfterFailure::Counted { failures: 1 }
+    );
+    let pass = go(&a, other).await;
+    assert!(matches!(
+        a.record_failure(other, &pass).await,
+        AfterFailure::Opened { .. }
+    ));
+    assert!(matches!(
+        a.admit(other, None, false).await,
+        Admission::Open { .. }
+    ));
 }
 
 #[tokio::test]

@@ -456,7 +456,7 @@ async fn undoing_a_failed_publish_gives_the_units_back_and_releases_only_its_own
 
 /// Commands other clients send to Redis that mention `needle` while `during` runs (Redis's
 /// MONITOR; what scripts run inside Redis is left out).
-async fn commands_during<F: std::future::Future<Output = ()>>(
+pub(crate) async fn commands_during<F: std::future::Future<Output = ()>>(
     needle: &str,
     during: F,
 ) -> Vec<String> {

@@ -3,7 +3,8 @@
 //!
 //! Before each attempt the delivery policy asks [`ProviderGuard::admit`] (one Redis round trip
 //! that checks the breaker and takes a token together; none at all for a provider without a
-//! rate limit when the breaker is disabled). After the call it reports the outcome; a success
+//! rate limit when the breaker is disabled, and none within [`CLOSED_MEMORY`] of a "closed, no
+//! failures" answer for a provider without a rate limit: see `closed`). After the call it reports the outcome; a success
 //! costs a round trip only when there was something to reset.
 //!
 //! Redis down or slower than `COMMUNICATION_GUARD_REDIS_TIMEOUT_MS`: the guard switches to
@@ -13,6 +14,7 @@
 
 pub mod breaker;
 pub mod bucket;
+mod closed;
 mod scripts;
 
 use std::collections::HashMap;
@@ -28,6 +30,8 @@ pub use crate::config::GuardSettings;
 pub use breaker::AfterFailure;
 use breaker::{Breaker, Check};
 use bucket::{Bucket, Take};
+pub use closed::CLOSED_MEMORY;
+use closed::ClosedMemory;
 
 /// How long a reservation may reach into the future before callers are told to ask again.
 const RESERVATION_HORIZON: Duration = Duration::from_secs(3600);
@@ -82,6 +86,8 @@ pub struct ProviderGuard {
     shared: Option<Shared>,
     /// Per-process state: the fallback while Redis is unreachable.
     local: Mutex<HashMap<Uuid, Local>>,
+    /// Recent "closed, no failures" answers of the shared breaker (`closed`).
+    closed: ClosedMemory,
     outage: Mutex<Outage>,
     /// Probe tokens: unique per admission within the process, random across processes.
     token_base: u64,
@@ -126,6 +132,7 @@ impl ProviderGuard {
             namespace: namespace.to_owned(),
             shared,
             local: Mutex::new(HashMap::new()),
+            closed: ClosedMemory::default(),
             outage: Mutex::new(Outage {
                 down: false,
                 retry_at: Instant::now(),
@@ -175,6 +182,16 @@ impl ProviderGuard {
                 failures_seen: 0,
             });
         }
+        // Without a rate limit only the breaker is asked, and a recent "closed, no failures"
+        // answer stands in for it (`closed`).
+        let memorable = rate.is_none();
+        if memorable && self.closed.fresh(provider, now_ms()) {
+            return Admission::Go(Pass {
+                token,
+                probe: false,
+                failures_seen: 0,
+            });
+        }
         let probe_ttl = ms(self.settings.probe_ttl);
         let horizon = ms(RESERVATION_HORIZON);
         let shared = self
@@ -198,6 +215,9 @@ impl ProviderGuard {
             .await;
         match shared {
             Some((code, value, failures)) => {
+                if memorable && code == 0 && failures == 0 {
+                    self.closed.remember(provider, now_ms());
+                }
                 let pass = |probe| {
                     Admission::Go(Pass {
                         token,
@@ -307,6 +327,7 @@ impl ProviderGuard {
         if s.threshold == 0 {
             return AfterFailure::Counted { failures: 0 };
         }
+        self.closed.forget(provider);
         match self.outcome(provider, "fail", pass).await {
             Some((0, n)) => AfterFailure::Counted {
                 failures: n.max(0) as u32,
