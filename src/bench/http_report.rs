@@ -44,7 +44,8 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(
         out,
         "settings: messages={} concurrency={} rate={}/s for {} s workers=1 prefetch={} log={} \
-         namespace={} postgres sslmode={} autovacuum={} (ANALYZE before each window)",
+         namespace={} postgres sslmode={} autovacuum={} (ANALYZE before each window) \
+         runtime threads={}",
         a.messages,
         a.concurrency,
         a.rate,
@@ -53,7 +54,8 @@ pub fn render(r: &Report) -> String {
         a.log_level,
         r.namespace,
         r.sslmode,
-        r.autovacuum
+        r.autovacuum,
+        runtime_threads()
     );
     let _ = writeln!(
         out,
@@ -237,4 +239,16 @@ fn targets(out: &mut String, r: &Report) {
             )
         }),
     );
+}
+
+/// The children's tokio worker threads: `TOKIO_WORKER_THREADS` when set (they inherit it),
+/// else tokio's default of one per CPU.
+fn runtime_threads() -> String {
+    match std::env::var("TOKIO_WORKER_THREADS") {
+        Ok(n) => format!("{n} (TOKIO_WORKER_THREADS)"),
+        Err(_) => {
+            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+            format!("{cpus} (one per CPU, tokio's default)")
+        }
+    }
 }
