@@ -13,11 +13,6 @@ use communication::config::Config;
 use communication::domain::TenantId;
 use communication::{dlq, intake, limits, store, telemetry, worker};
 
-/// mimalloc rather than glibc malloc: allocation was about a fifth of the worker's CPU per
-/// message (BENCHMARKS.md, issue 13).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(name = "communication", version, about = "Email and SMS delivery edge")]
 struct Cli {
