@@ -18,6 +18,7 @@ mod http_report;
 mod load;
 pub mod raw;
 mod retention;
+mod retention_cycles;
 mod stack;
 mod stats;
 mod stub;
@@ -70,6 +71,26 @@ pub struct BenchArgs {
     /// Retention scenario: messages of the filled tenant.
     #[arg(long, default_value_t = 10_000_000)]
     pub retention_messages: i64,
+    /// Retention scenario: after the one-shot pass, this many cycles on a rolling window, each
+    /// inserting `--retention-slide-days` days of new messages (at the fill's rate per day)
+    /// and running a pass whose cutoff is as many days later; no manual VACUUM (see
+    /// `--retention-cycle-vacuum`). 0: none.
+    #[arg(long, default_value_t = 0)]
+    pub retention_cycles: u32,
+    /// Retention scenario: days the window slides per cycle (cycles × days must stay under the
+    /// 30 days kept).
+    #[arg(long, default_value_t = 2)]
+    pub retention_slide_days: u32,
+    /// Retention scenario: messages inserted per cycle (default: the fill's rate, N × days /
+    /// 60). The refill leaves the kept window 1.5 times that dense, so at the default the
+    /// live count falls each cycle; 1.5 times the default keeps it level.
+    #[arg(long)]
+    pub retention_cycle_messages: Option<i64>,
+    /// Retention scenario: what vacuums between cycles: the server's autovacuum (nothing, if
+    /// it is off), or the bench running a plain VACUUM / ANALYZE of a table whenever
+    /// autovacuum's own thresholds say autovacuum would.
+    #[arg(long, value_enum, default_value = "autovacuum")]
+    pub retention_cycle_vacuum: retention_cycles::CycleVacuum,
     /// Messages per phase (raw broker, raw Postgres, and each HTTP and direct run).
     #[arg(long, default_value_t = 20_000)]
     pub messages: usize,

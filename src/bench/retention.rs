@@ -11,6 +11,8 @@
 //! after a plain VACUUM, and after refilling as many messages as were removed: Postgres does
 //! not give freed pages back to the file system, it reuses them, so "stays the same size" is
 //! the size after the refill against the size before the pass.
+//!
+//! `--retention-cycles K` then runs K passes on a rolling window (see [`super::retention_cycles`]).
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -22,15 +24,16 @@ use tokio_util::sync::CancellationToken;
 
 use super::BenchArgs;
 use super::load::{Intake, IntakeFigures, Latencies};
+use super::retention_cycles;
 use super::stack::{Endpoints, Stack};
 use crate::domain::Channel;
-use crate::retention::{self, PassOptions};
+use crate::retention::{self, PassOptions, PassReport};
 
 /// The tenant filled with history.
-const TENANT: &str = "bench-history";
+pub(super) const TENANT: &str = "bench-history";
 /// Days the history spans, ending now; retention keeps `KEEP_DAYS` of them.
-const SPAN_DAYS: i64 = 60;
-const KEEP_DAYS: u32 = 30;
+pub(super) const SPAN_DAYS: i64 = 60;
+pub(super) const KEEP_DAYS: u32 = 30;
 /// Messages per fill statement.
 const CHUNK: i64 = 50_000;
 /// Timed calls per read.
@@ -42,6 +45,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     if n < 1000 {
         bail!("--retention-messages must be at least 1000");
     }
+    retention_cycles::validate(args.retention_cycles, args.retention_slide_days, KEEP_DAYS)?;
     let namespace = args
         .namespace
         .clone()
@@ -73,7 +77,10 @@ async fn measure(args: &BenchArgs, stack: &mut Stack, n: i64) -> anyhow::Result<
     let now = Utc::now();
     eprintln!("bench: filling {n} messages");
     let started = Instant::now();
-    fill(&pool, TENANT, 0, n, now).await?;
+    let span = TimeDelta::days(SPAN_DAYS);
+    let provider = uuid::Uuid::new_v4();
+    let at = Placement::from_start(now - span, span, n);
+    fill(&pool, TENANT, provider, 0, n, at).await?;
     let fill_time = started.elapsed();
     let _ = writeln!(
         out,
@@ -115,28 +122,8 @@ async fn measure(args: &BenchArgs, stack: &mut Stack, n: i64) -> anyhow::Result<
         ..PassOptions::from(&crate::config::RetentionSettings::default())
     };
     eprintln!("bench: retention pass with sends flowing");
-    let pass = {
-        let pool = pool.clone();
-        tokio::spawn(async move {
-            let stop = CancellationToken::new();
-            // The worker's scheduled pass may hold the lock for a moment (it finds nothing).
-            loop {
-                match retention::run_pass(&pool, &options, &stop).await {
-                    Ok(None) => tokio::time::sleep(Duration::from_millis(200)).await,
-                    other => return other.map(|r| r.unwrap_or_default()),
-                }
-            }
-        })
-    };
-    let mut during: Vec<IntakeFigures> = Vec::new();
-    while !pass.is_finished() {
-        during.push(
-            intake
-                .fixed_rate("bench-during", args.rate, Duration::from_secs(5))
-                .await?,
-        );
-    }
-    let report = pass.await??;
+    let (report, during) =
+        pass_with_sends(&pool, &intake, "bench-during", args.rate, options).await?;
     let accepted_during: usize = during.iter().map(|f| f.accepted).sum();
     let flow_during = delivered(&pool, "bench-during", accepted_during).await?;
     let _ = writeln!(
@@ -178,7 +165,8 @@ async fn measure(args: &BenchArgs, stack: &mut Stack, n: i64) -> anyhow::Result<
     let _ = writeln!(out, "size after VACUUM:      {size_vacuumed}");
     let refill = report.removed.message_logs as i64;
     eprintln!("bench: refilling {refill} messages");
-    fill(&pool, TENANT, n, refill, now).await?;
+    let at = Placement::from_start(now - span, span, refill);
+    fill(&pool, TENANT, uuid::Uuid::new_v4(), n, refill, at).await?;
     let size_refilled = sizes(&pool).await?;
     let _ = writeln!(
         out,
@@ -187,11 +175,56 @@ async fn measure(args: &BenchArgs, stack: &mut Stack, n: i64) -> anyhow::Result<
     );
     let reads = time_reads(&intake, &pool).await?;
     let _ = writeln!(out, "after the pass and refill:\n{reads}");
+    if args.retention_cycles > 0 {
+        let cycles = retention_cycles::Cycles {
+            args,
+            stack,
+            intake: &intake,
+            messages: n,
+            now,
+            provider,
+            next_index: n + refill,
+        };
+        out.push_str(&cycles.run().await?);
+    }
     let _ = writeln!(out, "load average after: {}", load_average());
     Ok(out)
 }
 
-fn load_average() -> String {
+/// Runs one retention pass with `options` while sending to `sends_tenant` at `rate` in
+/// windows of 5 s until it ends (at least one window). The worker's scheduled pass may hold
+/// the lock for a moment: the pass is tried again until it gets it.
+pub(super) async fn pass_with_sends(
+    pool: &PgPool,
+    intake: &Intake,
+    sends_tenant: &str,
+    rate: u32,
+    options: PassOptions,
+) -> anyhow::Result<(PassReport, Vec<IntakeFigures>)> {
+    let pass = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let stop = CancellationToken::new();
+            loop {
+                match retention::run_pass(&pool, &options, &stop).await {
+                    Ok(None) => tokio::time::sleep(Duration::from_millis(200)).await,
+                    other => return other.map(|r| r.unwrap_or_default()),
+                }
+            }
+        })
+    };
+    let mut during: Vec<IntakeFigures> = Vec::new();
+    while !pass.is_finished() {
+        during.push(
+            intake
+                .fixed_rate(sends_tenant, rate, Duration::from_secs(5))
+                .await?,
+        );
+    }
+    Ok((pass.await??, during))
+}
+
+pub(super) fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .unwrap_or_default()
         .split_whitespace()
@@ -200,18 +233,49 @@ fn load_average() -> String {
         .join(" ")
 }
 
-/// Messages `first..first+count` of `tenant` (1 of 60 days per `count / 60`, oldest first,
-/// the last one accepted about now), each delivered: four events, as the worker writes them.
-async fn fill(
+/// Where [`fill`] puts its messages: the first accepted at `first_at`, each next one `step_us`
+/// microseconds later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Placement {
+    pub first_at: DateTime<Utc>,
+    pub step_us: i64,
+}
+
+impl Placement {
+    /// `count` messages evenly over `span` from `start`, the first at `start` (the last one
+    /// step before `start + span`).
+    pub fn from_start(start: DateTime<Utc>, span: TimeDelta, count: i64) -> Placement {
+        Placement {
+            first_at: start,
+            step_us: span.num_microseconds().unwrap_or(1) / count.max(1),
+        }
+    }
+
+    /// `count` messages evenly in `(start, start + span]`: the first one step after `start`,
+    /// the last at the end (to the microsecond the division leaves).
+    pub fn after_start(start: DateTime<Utc>, span: TimeDelta, count: i64) -> Placement {
+        let p = Placement::from_start(start, span, count);
+        Placement {
+            first_at: start + TimeDelta::microseconds(p.step_us),
+            ..p
+        }
+    }
+}
+
+/// Messages `first..first+count` of `tenant`, placed by `at` (oldest first), each delivered
+/// by `provider`: four events, as the worker writes them.
+pub(super) async fn fill(
     pool: &PgPool,
     tenant: &str,
+    provider: uuid::Uuid,
     first: i64,
     count: i64,
-    now: DateTime<Utc>,
+    at: Placement,
 ) -> anyhow::Result<()> {
-    let start = now - TimeDelta::days(SPAN_DAYS);
-    let step_us = TimeDelta::days(SPAN_DAYS).num_microseconds().unwrap_or(1) / count.max(1);
-    let provider = uuid::Uuid::new_v4();
+    let Placement {
+        first_at: start,
+        step_us,
+    } = at;
     let mut done = 0;
     while done < count {
         let k = CHUNK.min(count - done);
@@ -360,13 +424,13 @@ async fn time_reads(intake: &Intake, pool: &PgPool) -> anyhow::Result<String> {
 }
 
 /// Accept → sent of a tenant's messages, once all are sent.
-struct Flow {
-    per_sec: f64,
-    p50: Duration,
-    p99: Duration,
+pub(super) struct Flow {
+    pub per_sec: f64,
+    pub p50: Duration,
+    pub p99: Duration,
 }
 
-async fn delivered(pool: &PgPool, tenant: &str, n: usize) -> anyhow::Result<Flow> {
+pub(super) async fn delivered(pool: &PgPool, tenant: &str, n: usize) -> anyhow::Result<Flow> {
     let e2e = super::load::wait_all_sent(pool, tenant, n, Duration::from_secs(60)).await?;
     Ok(Flow {
         per_sec: e2e.per_sec(),
@@ -375,7 +439,7 @@ async fn delivered(pool: &PgPool, tenant: &str, n: usize) -> anyhow::Result<Flow
     })
 }
 
-fn merge(parts: &[IntakeFigures]) -> IntakeFigures {
+pub(super) fn merge(parts: &[IntakeFigures]) -> IntakeFigures {
     let mut samples = Vec::new();
     for p in parts {
         for q in 1..=1000 {
