@@ -263,7 +263,9 @@ impl Placement {
 }
 
 /// Messages `first..first+count` of `tenant`, placed by `at` (oldest first), each delivered
-/// by `provider`: four events, as the worker writes them.
+/// by `provider`: four events, as the worker writes them. Ids are time-ordered UUIDv7 built
+/// from `created_at`, as the intake's are (`Uuid::now_v7`), so the indexes on the message id
+/// grow at their right end as in production rather than at random places.
 pub(super) async fn fill(
     pool: &PgPool,
     tenant: &str,
@@ -284,15 +286,17 @@ pub(super) async fn fill(
                  INSERT INTO message_logs (id, tenant_id, channel, recipient, status, \
                      provider_id, provider_kind, provider_message_id, attempts, metadata, \
                      created_at, updated_at, sent_at, completed_at) \
-                 SELECT gen_random_uuid(), $1, 'sms', \
+                 SELECT (lpad(to_hex((extract(epoch FROM x.at) * 1000)::bigint), 12, '0') \
+                         || '7' || substr(x.h, 1, 3) || '8' || substr(x.h, 4, 15))::uuid, \
+                        $1, 'sms', \
                         '+1415' || lpad(((i * 7919) % 10000000)::text, 7, '0'), 'delivered', \
                         $2, 'twilio', 'SM' || md5(i::text), 1, \
                         jsonb_build_object('order', i), \
-                        $3 + make_interval(secs => (i - $6) * $4 / 1e6), \
-                        $3 + make_interval(secs => (i - $6) * $4 / 1e6 + 2), \
-                        $3 + make_interval(secs => (i - $6) * $4 / 1e6 + 0.3), \
-                        $3 + make_interval(secs => (i - $6) * $4 / 1e6 + 2) \
+                        x.at, x.at + interval '2 s', x.at + interval '300 ms', \
+                        x.at + interval '2 s' \
                  FROM generate_series($5::bigint, $5 + $7 - 1) i \
+                 CROSS JOIN LATERAL (SELECT $3 + make_interval(secs => (i - $6) * $4 / 1e6) AS at, \
+                                            md5(i::text || random()::text) AS h) x \
                  RETURNING id, created_at) \
              INSERT INTO message_events (message_id, tenant_id, kind, provider_id, detail, \
                                          created_at) \
