@@ -98,19 +98,21 @@ pub async fn get_marker(
     redis::cmd("GET").arg(marker).query_async(conn).await
 }
 
+/// The Redis Cluster hash tag of a key: the first `{…}` with something inside (for the tests
+/// that check which keys share a slot).
+#[cfg(test)]
+pub(crate) fn hash_tag(key: &str) -> &str {
+    key.find('{')
+        .and_then(|open| {
+            let close = key[open + 1..].find('}')? + open + 1;
+            (close > open + 1).then(|| &key[open + 1..close])
+        })
+        .unwrap_or(key)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The Redis Cluster hash tag of a key: the first `{…}` with something inside.
-    fn hash_tag(key: &str) -> &str {
-        key.find('{')
-            .and_then(|open| {
-                let close = key[open + 1..].find('}')? + open + 1;
-                (close > open + 1).then(|| &key[open + 1..close])
-            })
-            .unwrap_or(key)
-    }
 
     #[test]
     fn a_stored_claim_reads_back_and_an_unreadable_one_is_in_flight() {

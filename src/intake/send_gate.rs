@@ -233,17 +233,8 @@ pub async fn undo(
 mod tests {
     use super::*;
     use crate::domain::{Priority, TenantId};
+    use crate::intake::idempotency::hash_tag;
     use crate::lanes::fair_share::counter_key;
-
-    /// The Redis Cluster hash tag of a key: the first `{…}` with something inside.
-    fn hash_tag(key: &str) -> &str {
-        key.find('{')
-            .and_then(|open| {
-                let close = key[open + 1..].find('}')? + open + 1;
-                (close > open + 1).then(|| &key[open + 1..close])
-            })
-            .unwrap_or(key)
-    }
 
     #[test]
     fn every_key_of_a_send_shares_the_tenant_hash_tag() {
