@@ -555,7 +555,7 @@ mod tests {
             QueueDeclareOptions,
         };
         use lapin::types::FieldTable;
-        use lapin::{BasicProperties, Connection, ConnectionProperties};
+        use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
 
         use super::super::Acks;
         use super::*;
@@ -603,6 +603,24 @@ mod tests {
         }
 
         /// The bodies left in the queue.
+        /// A channel with `prefetch` consuming `queue` with manual acks.
+        async fn consume(conn: &Connection, queue: &str, prefetch: u16) -> (Channel, Consumer) {
+            let ch = conn.create_channel().await.expect("channel");
+            ch.basic_qos(prefetch, BasicQosOptions { global: false })
+                .await
+                .expect("qos");
+            let consumer = ch
+                .basic_consume(
+                    queue.into(),
+                    "acks-test".into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .expect("consume");
+            (ch, consumer)
+        }
+
         async fn left(conn: &Connection, queue: &str) -> Vec<String> {
             let ch = conn.create_channel().await.expect("channel");
             let mut out = Vec::new();
@@ -620,19 +638,7 @@ mod tests {
         #[tokio::test]
         async fn holes_nacks_and_runs_against_rabbitmq() {
             let (conn, queue) = queue_with(6).await;
-            let ch = conn.create_channel().await.expect("channel");
-            ch.basic_qos(20, BasicQosOptions { global: false })
-                .await
-                .expect("qos");
-            let mut consumer = ch
-                .basic_consume(
-                    queue.as_str().into(),
-                    "acks-test".into(),
-                    BasicConsumeOptions::default(),
-                    FieldTable::default(),
-                )
-                .await
-                .expect("consume");
+            let (ch, mut consumer) = consume(&conn, &queue, 20).await;
             let acks = Acks::new(ch.clone(), Duration::from_millis(20), 100);
             let handle = acks.handle();
             let mut body_of = HashMap::new();
@@ -669,19 +675,7 @@ mod tests {
         #[tokio::test]
         async fn a_run_in_order_is_acked_and_close_flushes_it() {
             let (conn, queue) = queue_with(50).await;
-            let ch = conn.create_channel().await.expect("channel");
-            ch.basic_qos(100, BasicQosOptions { global: false })
-                .await
-                .expect("qos");
-            let mut consumer = ch
-                .basic_consume(
-                    queue.as_str().into(),
-                    "acks-test".into(),
-                    BasicConsumeOptions::default(),
-                    FieldTable::default(),
-                )
-                .await
-                .expect("consume");
+            let (ch, mut consumer) = consume(&conn, &queue, 100).await;
             // A long hold: only closing sends these acks.
             let acks = Acks::new(ch.clone(), Duration::from_secs(60), 1000);
             let handle = acks.handle();

@@ -240,6 +240,18 @@ impl TestApp {
         format!("{}{}", self.base, path)
     }
 
+    /// The intake's `/metrics` page (Prometheus text).
+    pub async fn metrics_text(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     /// A request as the service acting for `tenant`.
     pub fn as_tenant(
         &self,

@@ -55,15 +55,7 @@ async fn others_sent_when(app: &TestApp, tenant: &str, id: &str, other: &str) ->
 
 /// A counter's value on `/metrics` (0 when absent); label order as the exporter writes it.
 async fn metric(app: &TestApp, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = app.metrics_text().await;
     text.lines()
         .filter_map(|line| {
             let rest = line.strip_prefix(name)?.strip_prefix('{')?;

@@ -142,15 +142,7 @@ async fn over_the_accept_rate_a_send_gets_429_with_retry_after_and_nothing_is_qu
     assert_eq!(usage["channels"]["sms"]["used"], accepted as u64 + 1);
     assert_eq!(usage["channels"]["sms"]["quota"], Value::Null);
     assert_eq!(usage["channels"]["sms"]["remaining"], Value::Null);
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("request")
-        .text()
-        .await
-        .expect("text");
+    let text = app.metrics_text().await;
     assert!(
         text.lines()
             .any(|l| l.starts_with("communication_intake_refused_total{reason=\"rate_limited\"}")),

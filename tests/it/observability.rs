@@ -453,15 +453,7 @@ async fn metrics_expose_requests_publishes_deliveries_retries_failovers_dead_let
         .await
         .expect("request");
     assert_eq!(r.status(), 404);
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("request")
-        .text()
-        .await
-        .expect("text");
+    let text = app.metrics_text().await;
     assert!(
         sample(
             &text,

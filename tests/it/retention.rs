@@ -580,15 +580,7 @@ async fn the_worker_runs_passes_on_its_schedule_and_counts_what_it_removed() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains("communication_retention_deleted_total{table=\"message_logs\"}"),
         "{metrics}"

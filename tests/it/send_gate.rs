@@ -559,15 +559,7 @@ async fn in_lane(app: &TestApp, channel: Channel, lane: Priority) -> u32 {
 }
 
 async fn metric(app: &TestApp, name: &str) -> f64 {
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = app.metrics_text().await;
     text.lines()
         .filter_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
         .sum()
