@@ -67,11 +67,14 @@ impl RedisSettings {
     }
 }
 
-/// RabbitMQ (`AMQP_URL`; `COMMUNICATION_PUBLISH_CHANNELS`).
+/// RabbitMQ (`AMQP_URL`; `COMMUNICATION_PUBLISH_CHANNELS`, `COMMUNICATION_PUBLISH_LINGER_MS`).
 pub struct AmqpSettings {
     pub url: SecretString,
     /// Confirm-mode channels shared by all intake requests.
     pub publish_channels: usize,
+    /// How long a publish made while others await their confirms waits for company, so
+    /// they reach the broker together (`queue::gather`); zero sends each at once.
+    pub publish_linger: std::time::Duration,
 }
 
 impl Default for AmqpSettings {
@@ -79,6 +82,7 @@ impl Default for AmqpSettings {
         AmqpSettings {
             url: SecretString::from("amqp://guest:guest@127.0.0.1:5672/%2f"),
             publish_channels: 4,
+            publish_linger: std::time::Duration::from_millis(1),
         }
     }
 }
@@ -94,9 +98,16 @@ impl AmqpSettings {
             1..=usize::MAX,
             "must be at least 1",
         );
+        let linger_ms = env.number_in(
+            "COMMUNICATION_PUBLISH_LINGER_MS",
+            d.publish_linger.as_millis() as u64,
+            0..=1000,
+            "must be 0 to 1000 (milliseconds)",
+        );
         AmqpSettings {
             url: url.into(),
             publish_channels,
+            publish_linger: std::time::Duration::from_millis(linger_ms),
         }
     }
 }

@@ -87,6 +87,7 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("db_pool_size", &self.database.pool_size)
             .field("publish_channels", &self.amqp.publish_channels)
+            .field("publish_linger", &self.amqp.publish_linger)
             .field("keyring", &self.keyring)
             .field("namespace", &self.namespace)
             .field("listen_addr", &self.intake.listen_addr)

@@ -334,6 +334,10 @@ fn an_unset_variable_takes_its_areas_default() {
         c.amqp.publish_channels,
         AmqpSettings::default().publish_channels
     );
+    assert_eq!(
+        c.amqp.publish_linger,
+        AmqpSettings::default().publish_linger
+    );
     assert_eq!(c.retry.base, RetryPolicy::default().base);
     assert_eq!(c.retry.max, RetryPolicy::default().max);
     assert_eq!(c.worker.prefetch, WorkerTuning::default().prefetch);

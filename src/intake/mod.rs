@@ -88,12 +88,15 @@ impl AppState {
         redis_cfg.pool = Some(pool_cfg);
         let redis = redis_cfg.create_pool(Some(deadpool_redis::Runtime::Tokio1))?;
         let topology = Topology::new(&config.namespace, &config.retry);
-        let publisher = Arc::new(Publisher::new(
-            config.amqp.url.clone(),
-            &crate::queue::connection_name(&config.namespace, "intake"),
-            topology,
-            config.amqp.publish_channels,
-        ));
+        let publisher = Arc::new(
+            Publisher::new(
+                config.amqp.url.clone(),
+                &crate::queue::connection_name(&config.namespace, "intake"),
+                topology,
+                config.amqp.publish_channels,
+            )
+            .with_linger(config.amqp.publish_linger),
+        );
         let limits = crate::limits::LimitsGate::new(
             &config.namespace,
             crate::limits::LimitsCache::new(pool.clone(), config.intake.limits_cache_ttl),

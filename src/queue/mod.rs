@@ -3,6 +3,7 @@
 //! carries in its headers, and the confirmed publisher.
 
 pub mod envelope;
+pub(crate) mod gather;
 pub mod publisher;
 pub mod retry_state;
 pub mod topology;

@@ -14,6 +14,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::{Mutex, RwLock};
 
 use super::Topology;
+use super::gather::Gather;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -50,6 +51,9 @@ pub struct Publisher {
     reconnect: Mutex<()>,
     next: AtomicUsize,
     confirm_timeout: Duration,
+    /// Publishes made while others await their confirms wait here for company (see
+    /// [`super::gather`]).
+    gather: Gather,
 }
 
 impl Publisher {
@@ -63,7 +67,16 @@ impl Publisher {
             reconnect: Mutex::new(()),
             next: AtomicUsize::new(0),
             confirm_timeout: Duration::from_secs(10),
+            gather: Gather::new(Duration::ZERO),
         }
+    }
+
+    /// Lets a publish made while others await their confirms wait up to `linger` for
+    /// company, so they reach the broker together ([`super::gather`]). Zero (the default of
+    /// [`Publisher::new`]) sends each at once.
+    pub fn with_linger(mut self, linger: Duration) -> Publisher {
+        self.gather = Gather::new(linger);
+        self
     }
 
     pub fn topology(&self) -> &Topology {
@@ -154,10 +167,19 @@ impl Publisher {
         if let Some(id) = message_id {
             props = props.with_message_id(id.into());
         }
+        // Counted in flight until this returns, confirmed or not.
+        let (leave, _in_flight) = self.gather.join(&self.next).await;
+        if leave.gathered {
+            metrics::counter!("communication_publishes_gathered_total").increment(1);
+        }
         // One retry on a fresh connection if the pool turned out to be dead.
         for attempt in 0..2 {
             let pool = self.pool().await?;
-            let i = self.next.fetch_add(1, Ordering::Relaxed) % pool.channels.len();
+            let i = if attempt == 0 {
+                leave.channel
+            } else {
+                self.next.fetch_add(1, Ordering::Relaxed)
+            } % pool.channels.len();
             let ch = &pool.channels[i];
             let sent = ch
                 .basic_publish(

@@ -90,12 +90,15 @@ pub async fn run(config: &Config, pool: PgPool, shutdown: CancellationToken) -> 
         ctx,
         config.providers.cache_ttl,
     ));
-    let publisher = Arc::new(Publisher::new(
-        config.amqp.url.clone(),
-        &crate::queue::connection_name(&config.namespace, "worker-publisher"),
-        topology.clone(),
-        2,
-    ));
+    let publisher = Arc::new(
+        Publisher::new(
+            config.amqp.url.clone(),
+            &crate::queue::connection_name(&config.namespace, "worker-publisher"),
+            topology.clone(),
+            2,
+        )
+        .with_linger(config.amqp.publish_linger),
+    );
     let deliverer = Arc::new(Deliverer {
         settler: Settler {
             writer: writer.clone(),

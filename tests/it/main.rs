@@ -32,6 +32,7 @@ mod provider_sendgrid;
 mod provider_smtp;
 mod provider_twilio;
 mod provider_vonage;
+mod publish_gather;
 mod receipt_dedup;
 mod receipts_e2e;
 mod receipts_more_e2e;
