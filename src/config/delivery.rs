@@ -33,9 +33,10 @@ impl Default for WorkerTuning {
             prefetch,
             concurrency: WorkerTuning::concurrency_for(prefetch),
             batch_size: 500,
-            // Twice the batch of 3 ms at a steady rate, so half the commits; a request after a
-            // quiet spell does not wait at all.
-            batch_linger: Duration::from_millis(6),
+            // At a steady 1,000 msg/s, 10 ms instead of 6 took a quarter off Postgres's CPU per
+            // message for about 2 ms more from accept to sent (BENCHMARKS.md, issue 13
+            // session 7); a request after a quiet spell does not wait at all.
+            batch_linger: Duration::from_millis(10),
             batch_flushes: 4,
         }
     }

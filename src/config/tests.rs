@@ -443,3 +443,23 @@ fn bad_lane_settings_name_their_variable() {
         assert_eq!(e.names(), [name], "{bad}");
     }
 }
+
+#[test]
+fn the_publish_linger_is_read_in_milliseconds_and_bounded() {
+    let base = [
+        ("DATABASE_URL", "postgres://x/y"),
+        ("ENCRYPTION_SECRET", KEY),
+    ];
+    let c = Config::from_lookup(&lookup(&base), false).expect("valid");
+    assert_eq!(c.amqp.publish_linger, Duration::from_millis(1));
+    let mut vars = base.to_vec();
+    vars.push(("COMMUNICATION_PUBLISH_LINGER_MS", "0"));
+    let c = Config::from_lookup(&lookup(&vars), false).expect("valid");
+    assert_eq!(c.amqp.publish_linger, Duration::ZERO);
+    for bad in ["1001", "-1", "soon"] {
+        let mut vars = base.to_vec();
+        vars.push(("COMMUNICATION_PUBLISH_LINGER_MS", bad));
+        let e = Config::from_lookup(&lookup(&vars), false).expect_err(bad);
+        assert_eq!(e.names(), vec!["COMMUNICATION_PUBLISH_LINGER_MS"], "{bad}");
+    }
+}
