@@ -92,40 +92,29 @@ impl Gather {
     pub(crate) async fn join(&self, next_channel: &AtomicUsize) -> (Leave, InFlight<'_>) {
         let others = self.in_flight.fetch_add(1, Ordering::AcqRel);
         let guard = InFlight(&self.in_flight);
+        let alone = || Leave {
+            channel: next_channel.fetch_add(1, Ordering::Relaxed),
+            gathered: false,
+        };
+        if self.linger.is_zero() {
+            return (alone(), guard);
+        }
         // Microseconds since `epoch`, plus one so that "never" (0) is older than any start.
         let now = self.epoch.elapsed().as_micros() as u64 + 1;
         let previous = self.last_start.swap(now, Ordering::AcqRel);
         let recent = previous != 0 && now.saturating_sub(previous) < QUIET.as_micros() as u64;
         let busy = others > 0 || recent;
-        let fresh = || next_channel.fetch_add(1, Ordering::Relaxed);
-        if self.linger.is_zero() {
-            let leave = Leave {
-                channel: fresh(),
-                gathered: false,
-            };
-            return (leave, guard);
-        }
         let (members, channel, opener) = {
+            // A poisoned lock only means a panic elsewhere: publish alone.
             let Ok(mut open) = self.open.lock() else {
-                // A poisoned lock only means a panic elsewhere: publish alone.
-                let leave = Leave {
-                    channel: fresh(),
-                    gathered: false,
-                };
-                return (leave, guard);
+                return (alone(), guard);
             };
             match open.as_ref() {
                 Some((members, channel)) => (members.clone(), *channel, false),
-                None if !busy => {
-                    let leave = Leave {
-                        channel: fresh(),
-                        gathered: false,
-                    };
-                    return (leave, guard);
-                }
+                None if !busy => return (alone(), guard),
                 None => {
                     let members = Arc::new(Semaphore::new(0));
-                    let channel = fresh();
+                    let channel = next_channel.fetch_add(1, Ordering::Relaxed);
                     *open = Some((members.clone(), channel));
                     (members, channel, true)
                 }
