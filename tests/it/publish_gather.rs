@@ -15,24 +15,25 @@ use tokio::time::Instant;
 
 use crate::common::{AMQP, Options, TestApp};
 
-#[tokio::test]
-async fn gathered_publishes_are_each_confirmed_once_and_an_unroutable_one_is_still_refused() {
+/// An app without a worker (nothing consumes the lanes) and a connected publisher with
+/// `linger`.
+async fn app_and_publisher(name: &str, linger: Duration) -> (TestApp, Publisher) {
     let app = TestApp::spawn_with(Options {
         worker: false,
         ..Default::default()
     })
     .await;
-    let linger = Duration::from_millis(150);
-    let publisher = Arc::new(
-        Publisher::new(
-            SecretString::from(AMQP.to_owned()),
-            "test-gather",
-            app.topology(),
-            2,
-        )
-        .with_linger(linger),
-    );
+    let publisher = Publisher::new(SecretString::from(AMQP.to_owned()), name, app.topology(), 2)
+        .with_linger(linger);
     publisher.warm_up().await.expect("broker reachable");
+    (app, publisher)
+}
+
+#[tokio::test]
+async fn gathered_publishes_are_each_confirmed_once_and_an_unroutable_one_is_still_refused() {
+    let linger = Duration::from_millis(150);
+    let (app, publisher) = app_and_publisher("test-gather", linger).await;
+    let publisher = Arc::new(publisher);
     let exchange = app.topology().send_exchange();
     let lane = Topology::lane_routing_key(Channel::Sms, Priority::Normal);
 
@@ -107,19 +108,7 @@ async fn gathered_publishes_are_each_confirmed_once_and_an_unroutable_one_is_sti
 
 #[tokio::test]
 async fn a_quiet_publisher_does_not_wait_for_its_linger() {
-    let app = TestApp::spawn_with(Options {
-        worker: false,
-        ..Default::default()
-    })
-    .await;
-    let publisher = Publisher::new(
-        SecretString::from(AMQP.to_owned()),
-        "test-gather-quiet",
-        app.topology(),
-        2,
-    )
-    .with_linger(Duration::from_secs(5));
-    publisher.warm_up().await.expect("broker reachable");
+    let (app, publisher) = app_and_publisher("test-gather-quiet", Duration::from_secs(5)).await;
     let lane = Topology::lane_routing_key(Channel::Email, Priority::Normal);
     for i in 0..3 {
         // A pause longer than the quiet spell between publishes (one right behind another
