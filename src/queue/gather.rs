@@ -12,6 +12,12 @@
 //! started within [`QUIET`] (the first request after a pause, a service below ~100 sends/s).
 //! Waiting would add latency there and save next to nothing.
 //!
+//! The linger adapts to the rate: a publish opens a gathering only when company is expected
+//! within the linger, i.e. when the publishes' recent spacing (a moving average of the gaps
+//! between their starts) is shorter than the linger. At a rate too low for anyone to join, a
+//! publish goes at once even while others await their confirms, instead of waiting out the
+//! linger alone; as the rate rises, gatherings start and grow by themselves.
+//!
 //! A gathering whose opener is dropped while it waits (its request was cancelled) is released
 //! at that moment, so nobody waits on it for ever.
 
@@ -26,6 +32,24 @@ use tokio::time::Instant;
 /// flight either).
 pub(crate) const QUIET: Duration = Duration::from_millis(10);
 
+/// The spacing before any has been measured: no company expected.
+const NO_GAP_YET: u64 = u64::MAX;
+
+/// Gaps longer than this count as this long in the average (a pause of minutes must not keep
+/// the average high for long once publishes come close together again).
+const LONGEST_GAP_US: u64 = 1_000_000;
+
+/// The next moving average of the gaps: each new gap weighs a quarter, so a change of rate
+/// shows after a few publishes.
+fn next_gap_average(average: u64, gap: u64) -> u64 {
+    let gap = gap.min(LONGEST_GAP_US);
+    if average == NO_GAP_YET {
+        gap
+    } else {
+        average - average / 4 + gap / 4
+    }
+}
+
 /// The shared state of one publisher's gatherings.
 pub(crate) struct Gather {
     linger: Duration,
@@ -36,6 +60,9 @@ pub(crate) struct Gather {
     in_flight: AtomicUsize,
     /// When the last publish started, in microseconds since `epoch`.
     last_start: AtomicU64,
+    /// The moving average of the gaps between publish starts, in microseconds
+    /// ([`NO_GAP_YET`] until two publishes have started).
+    gap_us: AtomicU64,
     epoch: Instant,
 }
 
@@ -82,6 +109,7 @@ impl Gather {
             open: Mutex::new(None),
             in_flight: AtomicUsize::new(0),
             last_start: AtomicU64::new(0),
+            gap_us: AtomicU64::new(NO_GAP_YET),
             epoch: Instant::now(),
         }
     }
@@ -103,7 +131,8 @@ impl Gather {
         let now = self.epoch.elapsed().as_micros() as u64 + 1;
         let previous = self.last_start.swap(now, Ordering::AcqRel);
         let recent = previous != 0 && now.saturating_sub(previous) < QUIET.as_micros() as u64;
-        let busy = others > 0 || recent;
+        let company_expected = self.company_expected(previous, now);
+        let busy = (others > 0 || recent) && company_expected;
         let (members, channel, opener) = {
             // A poisoned lock only means a panic elsewhere: publish alone.
             let Ok(mut open) = self.open.lock() else {
@@ -135,6 +164,21 @@ impl Gather {
             gathered: true,
         };
         (leave, guard)
+    }
+
+    /// Records the gap since the previous publish started (`previous`, 0 for none) and says
+    /// whether, at the recent spacing, another publish is expected within the linger.
+    fn company_expected(&self, previous: u64, now: u64) -> bool {
+        let average = if previous == 0 {
+            self.gap_us.load(Ordering::Acquire)
+        } else {
+            let gap = now.saturating_sub(previous);
+            // Concurrent updates may each miss the other's gap: an average, not a ledger.
+            let average = next_gap_average(self.gap_us.load(Ordering::Acquire), gap);
+            self.gap_us.store(average, Ordering::Release);
+            average
+        };
+        average < self.linger.as_micros() as u64
     }
 }
 
@@ -227,6 +271,57 @@ mod tests {
         tokio::time::sleep(QUIET + Duration::from_millis(2)).await;
         let (third, _c) = gather.join(&next).await;
         assert!(!third.gathered);
+    }
+
+    #[tokio::test]
+    async fn publishes_spaced_wider_than_the_linger_go_alone_even_behind_one_in_flight() {
+        let linger = Duration::from_millis(15);
+        let gather = Gather::new(linger);
+        let next = AtomicUsize::new(0);
+        // Held until the end: the publisher is never quiet.
+        let (first, _in_flight) = gather.join(&next).await;
+        assert!(!first.gathered);
+        for i in 0..3 {
+            // 25 ms apart: nobody would join a 15 ms gathering.
+            tokio::time::sleep(Duration::from_millis(25)).await;
+            let started = Instant::now();
+            let (leave, _guard) = gather.join(&next).await;
+            assert!(!leave.gathered, "publish {i} waited for company");
+            assert!(started.elapsed() < linger, "publish {i} waited");
+        }
+        // Publishes close together again: after a few the average says company is expected.
+        let mut gathered = false;
+        for _ in 0..10 {
+            let (leave, _guard) = gather.join(&next).await;
+            if leave.gathered {
+                gathered = true;
+                break;
+            }
+        }
+        assert!(gathered, "back-to-back publishes never gathered");
+    }
+
+    #[test]
+    fn the_gap_average_follows_the_rate_and_caps_long_pauses() {
+        assert_eq!(next_gap_average(NO_GAP_YET, 800), 800);
+        assert_eq!(next_gap_average(800, 800), 800);
+        // A quarter of the way to each new gap.
+        assert_eq!(next_gap_average(800, 400), 700);
+        assert_eq!(next_gap_average(800, 4_000), 1_600);
+        // A pause of an hour counts as one second.
+        assert_eq!(
+            next_gap_average(1_000, 3_600_000_000),
+            1_000 - 250 + LONGEST_GAP_US / 4
+        );
+        // After that pause, close publishes bring it back under a 1 ms linger within a
+        // handful: one long gap does not switch gathering off for long.
+        let mut average = next_gap_average(1_000, 3_600_000_000);
+        let mut publishes = 0;
+        while average >= 1_000 {
+            average = next_gap_average(average, 100);
+            publishes += 1;
+        }
+        assert!((5..=20).contains(&publishes), "{publishes} publishes");
     }
 
     #[tokio::test]
