@@ -73,7 +73,8 @@ pub struct AmqpSettings {
     /// Confirm-mode channels shared by all intake requests.
     pub publish_channels: usize,
     /// How long a publish made while others await their confirms waits for company, so
-    /// they reach the broker together (`queue::gather`); zero sends each at once.
+    /// they reach the broker together (`queue::gather`), when the recent rate says company
+    /// will come within it; zero sends each at once.
     pub publish_linger: std::time::Duration,
 }
 
@@ -82,7 +83,7 @@ impl Default for AmqpSettings {
         AmqpSettings {
             url: SecretString::from("amqp://guest:guest@127.0.0.1:5672/%2f"),
             publish_channels: 4,
-            publish_linger: std::time::Duration::from_millis(1),
+            publish_linger: std::time::Duration::from_millis(2),
         }
     }
 }

@@ -451,7 +451,7 @@ fn the_publish_linger_is_read_in_milliseconds_and_bounded() {
         ("ENCRYPTION_SECRET", KEY),
     ];
     let c = Config::from_lookup(&lookup(&base), false).expect("valid");
-    assert_eq!(c.amqp.publish_linger, Duration::from_millis(1));
+    assert_eq!(c.amqp.publish_linger, Duration::from_millis(2));
     let mut vars = base.to_vec();
     vars.push(("COMMUNICATION_PUBLISH_LINGER_MS", "0"));
     let c = Config::from_lookup(&lookup(&vars), false).expect("valid");
