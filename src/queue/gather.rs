@@ -130,9 +130,10 @@ impl Gather {
         // Microseconds since `epoch`, plus one so that "never" (0) is older than any start.
         let now = self.epoch.elapsed().as_micros() as u64 + 1;
         let previous = self.last_start.swap(now, Ordering::AcqRel);
-        let recent = previous != 0 && now.saturating_sub(previous) < QUIET.as_micros() as u64;
-        let company_expected = self.company_expected(previous, now);
-        let busy = (others > 0 || recent) && company_expected;
+        // Since the previous publish started; `None` for the very first one.
+        let gap = (previous != 0).then(|| now.saturating_sub(previous));
+        let recent = gap.is_some_and(|gap| gap < QUIET.as_micros() as u64);
+        let busy = (others > 0 || recent) && self.company_expected(gap);
         let (members, channel, opener) = {
             // A poisoned lock only means a panic elsewhere: publish alone.
             let Ok(mut open) = self.open.lock() else {
@@ -166,18 +167,16 @@ impl Gather {
         (leave, guard)
     }
 
-    /// Records the gap since the previous publish started (`previous`, 0 for none) and says
-    /// whether, at the recent spacing, another publish is expected within the linger.
-    fn company_expected(&self, previous: u64, now: u64) -> bool {
-        let average = if previous == 0 {
-            self.gap_us.load(Ordering::Acquire)
-        } else {
-            let gap = now.saturating_sub(previous);
-            // Concurrent updates may each miss the other's gap: an average, not a ledger.
-            let average = next_gap_average(self.gap_us.load(Ordering::Acquire), gap);
-            self.gap_us.store(average, Ordering::Release);
-            average
+    /// Records the gap since the previous publish started (`None` for the first publish,
+    /// which has no company to expect) and says whether, at the recent spacing, another
+    /// publish is expected within the linger.
+    fn company_expected(&self, gap: Option<u64>) -> bool {
+        let Some(gap) = gap else {
+            return false;
         };
+        // Concurrent updates may each miss the other's gap: an average, not a ledger.
+        let average = next_gap_average(self.gap_us.load(Ordering::Acquire), gap);
+        self.gap_us.store(average, Ordering::Release);
         average < self.linger.as_micros() as u64
     }
 }
